@@ -1,0 +1,69 @@
+"""`atelier train`: train a DCGAN on a folder of garment photos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "train"
+HELP = "train a garment GAN on a folder of photos (needs the [train] extra: TensorFlow)"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=False, help="folder of class subfolders (train/<class>/*.jpg) or of images")
+    p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    p.add_argument("--preset", default="edge", choices=["seed", "edge", "tiny"], help="architecture (default edge)")
+    p.add_argument("--size", type=int, default=None, help="image size in px: 64 or 128 (32 for tiny)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default: preset's)")
+    p.add_argument("--classes", default=None, help="comma-separated class subfolders to use, e.g. t-shirt,dress")
+    p.add_argument("--conditional", action="store_true", help="class-conditional G and projection D")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument("--crop", choices=["center", "pad"], default="center", help="square the photos by crop or pad")
+    p.add_argument("--steps-per-checkpoint", type=int, default=None, help="checkpoint every N steps")
+    p.add_argument("--keep-epochs", type=_int_list, default=None,
+                   help="epochs whose generator is snapshotted for `atelier report` (default 1,10,50,100)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from atelier.errors import UserError
+    from trainer.config import preset
+    from trainer.train import train
+
+    if not args.resume and not args.data:
+        raise UserError("--data is required (a folder of images or class subfolders)")
+    overrides = {
+        "size_px": args.size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "crop": args.crop,
+        "conditional": args.conditional or None,
+        "class_names": [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
+        "steps_per_checkpoint": args.steps_per_checkpoint,
+        "keep_epochs": args.keep_epochs,
+        "data_dir": str(Path(args.data).resolve()) if args.data else None,
+    }
+    if args.resume:
+        # The run's own config.json decides everything but a larger --epochs.
+        from trainer.config import TrainConfig
+
+        cfg = TrainConfig(epochs=args.epochs or 0)
+    else:
+        cfg = preset(args.preset, **overrides)
+    result = train(cfg, args.out, resume=args.resume, command=["atelier", *sys.argv[1:]],
+                   progress=not args.no_progress)
+    sys.stdout.write(f"trained {result.steps} steps ({result.epochs_done} epochs) at {result.img_per_s:.1f} "
+                     f"img/s -> {result.run_dir}\n")
+    return 0

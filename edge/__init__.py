@@ -1,0 +1,1 @@
+"""The kiosk runtime. Never imports TensorFlow (a test enforces it)."""

@@ -1,0 +1,180 @@
+"""Training configuration: one dataclass, named presets, and the JSON form stored in every run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atelier.errors import UserError
+
+PRESET_NAMES: tuple[str, ...] = ("seed", "edge", "tiny")
+SIZES_PX: tuple[int, ...] = (32, 64, 128)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Stored resolved as `config.json` in the run folder."""
+
+    preset: str = "edge"  # architecture family: seed (the paper's DCGAN), edge (ours), tiny (tests)
+    size_px: int = 128  # side of the square images the generator draws
+    z_dim: int = 128  # latent vector length
+    z_distribution: str = "normal"  # "uniform" = U(-1, 1) (the paper), "normal" = N(0, 1)
+    # Generator channels by output resolution of each block (4x4 or 8x8 start, doubling to size_px).
+    g_channels: dict[int, int] = field(default_factory=dict)
+    # Discriminator channels by output resolution of each stride-2 block (size_px/2 down to 4).
+    d_channels: dict[int, int] = field(default_factory=dict)
+    batch_size: int = 64  # images per step
+    epochs: int = 100  # passes over the data (the last epoch index to reach when resuming)
+    lr_g: float = 2e-4  # Adam learning rate of G
+    lr_d: float = 2e-4  # Adam learning rate of D
+    beta1: float = 0.5  # Adam beta1 (both)
+    beta2: float = 0.999  # Adam beta2 (both)
+    bn_momentum: float = 0.9  # BatchNorm moving-average momentum (0.99 needs many steps to settle)
+    bn_epsilon: float = 1e-3  # BatchNorm epsilon
+    ema_decay: float | None = 0.999  # EMA of G weights; None = no EMA (export the raw G)
+    diffaugment: str = "color,translation,cutout"  # DiffAugment policy on real and fake, both updates; "" = off
+    real_label_range: tuple[float, float] = (1.0, 1.0)  # real labels drawn U(lo, hi) (one-sided smoothing)
+    instance_noise_max: float = 0.0  # reals get N(0, s) noise with s ~ U(0, max) per step
+    spectral_norm: bool = True  # spectral normalisation in D (edge, tiny)
+    conditional: bool = False  # class-conditional G (label embedding) and projection D
+    class_names: list[str] | None = None  # classes to train on (None = every class found)
+    seed: int = 0  # seeds weights, data order, noise and augmentation
+    crop: str = "center"  # "center" crop or "pad" to square
+    steps_per_checkpoint: int = 500  # a checkpoint every N steps (and at each epoch end)
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
+    keep_epochs: list[int] = field(default_factory=lambda: [1, 10, 50, 100])  # epochs whose G is snapshotted
+    data_dir: str = ""  # the training images folder (resolved path)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["g_channels"] = {str(k): v for k, v in self.g_channels.items()}
+        data["d_channels"] = {str(k): v for k, v in self.d_channels.items()}
+        data["real_label_range"] = list(self.real_label_range)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"config.json has unknown fields {unknown}; was it written by a newer atelier?")
+        values = dict(data)
+        values["g_channels"] = {int(k): int(v) for k, v in data.get("g_channels", {}).items()}
+        values["d_channels"] = {int(k): int(v) for k, v in data.get("d_channels", {}).items()}
+        if "real_label_range" in values:
+            values["real_label_range"] = tuple(values["real_label_range"])
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def validate(self) -> None:
+        """Raise UserError for settings that cannot train."""
+        if self.preset not in PRESET_NAMES:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+        if self.size_px not in SIZES_PX:
+            raise UserError(f"--size must be one of {', '.join(map(str, SIZES_PX))}, got {self.size_px}")
+        if self.z_distribution not in ("uniform", "normal"):
+            raise UserError(f"z_distribution must be 'uniform' or 'normal', got {self.z_distribution!r}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.crop not in ("center", "pad"):
+            raise UserError(f"--crop must be 'center' or 'pad', got {self.crop!r}")
+        missing = [r for r in g_resolutions(self) if r not in self.g_channels]
+        if missing:
+            raise UserError(f"preset {self.preset!r} has no generator width for resolutions {missing}")
+        missing = [r for r in d_resolutions(self) if r not in self.d_channels]
+        if missing:
+            raise UserError(f"preset {self.preset!r} has no discriminator width for resolutions {missing}")
+
+
+def g_start_px(cfg: TrainConfig) -> int:
+    """The generator's first feature map side: the paper's 8x8 at 128 px, 4x4 for ours."""
+    return cfg.size_px // 16 if cfg.preset == "seed" else 4
+
+
+def g_resolutions(cfg: TrainConfig) -> list[int]:
+    """Feature-map sides of the generator, from the projection up to size_px."""
+    out, r = [], g_start_px(cfg)
+    while r <= cfg.size_px:
+        out.append(r)
+        r *= 2
+    return out
+
+
+def d_resolutions(cfg: TrainConfig) -> list[int]:
+    """Output sides of the discriminator's stride-2 blocks (the seed preset's layout is fixed, see networks)."""
+    if cfg.preset == "seed":
+        return [cfg.size_px // 2, cfg.size_px // 4, cfg.size_px // 8, cfg.size_px // 16]
+    out, r = [], cfg.size_px // 2
+    while r >= 4:
+        out.append(r)
+        r //= 2
+    return out
+
+
+# Named presets. The seed preset is gsurma/image_generator as the paper trained it; edge is ours; tiny is for tests.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {
+        "z_dim": 100,
+        "z_distribution": "uniform",
+        # G: dense to 8x8x1024, then 5x5 stride-2 transposed convs 512/256/128/64 (last entry: the 5x5 to RGB input).
+        "g_channels": {8: 1024, 16: 512, 32: 256, 64: 128, 128: 64},
+        # D: 5x5 convs 64, 128, 256 (stride 2), 512 (stride 1), 1024 (stride 2): keyed by stride-2 output side.
+        "d_channels": {64: 64, 32: 128, 16: 256, 8: 1024},
+        "batch_size": 64,
+        "lr_g": 4e-4,
+        "lr_d": 4e-5,
+        "beta1": 0.5,
+        "bn_momentum": 0.99,
+        "bn_epsilon": 5e-5,
+        "ema_decay": None,
+        "diffaugment": "",
+        "real_label_range": (0.9, 1.0),
+        "instance_noise_max": 0.1,
+        "spectral_norm": False,
+    },
+    "edge": {
+        "z_dim": 128,
+        "z_distribution": "normal",
+        # Widths chosen by measurement (bench/train_throughput.py): on a 2-core CPU the wide high-resolution
+        # layers cost far more than their MACs suggest (memory-bound), so channels halve as resolution doubles
+        # and the 128 px block is thin. 0.35 GMAC per design; about 17x the seed's training img/s.
+        "g_channels": {4: 256, 8: 256, 16: 128, 32: 64, 64: 32, 128: 16},
+        "d_channels": {64: 16, 32: 32, 16: 64, 8: 128, 4: 256},
+        "batch_size": 32,
+        "lr_g": 2e-4,
+        "lr_d": 2e-4,
+        "beta1": 0.5,
+    },
+    "tiny": {
+        "z_dim": 16,
+        "z_distribution": "normal",
+        "size_px": 32,
+        "g_channels": {4: 16, 8: 8, 16: 8, 32: 4, 64: 4, 128: 4},
+        "d_channels": {64: 4, 32: 4, 16: 8, 8: 8, 4: 16},
+        "batch_size": 16,
+        "ema_decay": 0.99,
+        "diffaugment": "color,translation,cutout",
+        "steps_per_checkpoint": 50,
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset with `overrides` applied (unknown field names are an error)."""
+    if name not in _PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise UserError(f"unknown config fields {bad}")
+    values = {"preset": name, **_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg

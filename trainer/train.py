@@ -1,0 +1,272 @@
+"""`train(cfg, run_dir)`: build the GAN, feed it the data with fit(), checkpoint, sample, log — and resume exactly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from atelier.errors import UserError
+from trainer import checkpoints, run_folder
+from trainer.config import TrainConfig
+from trainer.dataset import TrainingData, load_training_data, make_dataset, steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+SAMPLE_GRID_N = 36  # fixed latents drawn for the per-epoch sample grid (6 x 6)
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epochs_done: int
+    img_per_s: float
+    wall_s: float
+
+
+def _strategy():
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _build(cfg: TrainConfig):
+    import keras
+    import tensorflow as tf
+
+    from trainer.gan import GAN
+    from trainer.networks import build_discriminator, build_generator
+
+    if tf.config.list_logical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = _strategy()
+    with strategy.scope():
+        generator = build_generator(cfg)
+        discriminator = build_discriminator(cfg)
+        ema = None
+        if cfg.ema_decay is not None:
+            ema = build_generator(cfg, name="ema_generator")
+            ema.set_weights(generator.get_weights())
+        gan = GAN(cfg, generator, discriminator, ema)
+        g_opt = keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1, beta_2=cfg.beta2)
+        d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1, beta_2=cfg.beta2)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            g_opt = keras.optimizers.LossScaleOptimizer(g_opt)
+            d_opt = keras.optimizers.LossScaleOptimizer(d_opt)
+        gan.compile(g_optimizer=g_opt, d_optimizer=d_opt)
+        # Build optimizer slots now so a checkpoint can be restored before the first step.
+        g_opt.build(generator.trainable_variables)
+        d_opt.build(discriminator.trainable_variables)
+    return gan
+
+
+def _fixed_latents(cfg: TrainConfig) -> list[np.ndarray]:
+    rng = np.random.default_rng(cfg.seed + 20_241)
+    if cfg.z_distribution == "uniform":
+        z = rng.uniform(-1.0, 1.0, (SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
+    else:
+        z = rng.standard_normal((SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
+    if not cfg.conditional:
+        return [z]
+    n_classes = len(cfg.class_names or [])
+    onehot = np.eye(n_classes, dtype=np.float32)[np.arange(SAMPLE_GRID_N) % n_classes]
+    return [z, onehot]
+
+
+class _StepCallback:
+    """Progress bar, NaN guard and step checkpoints; built lazily as a keras Callback."""
+
+    @staticmethod
+    def make(gan, cfg: TrainConfig, ckpt_dir: Path, bar, epoch_box: list[int]):
+        import keras
+
+        class StepCallback(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.diverged: str | None = None
+                self.last_saved = -1
+                self.t0 = time.perf_counter()
+                self.steps = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                logs = logs or {}
+                d, g = float(logs.get("d_loss_step", 0.0)), float(logs.get("g_loss_step", 0.0))
+                step = int(gan.global_step.numpy())
+                if not (math.isfinite(d) and math.isfinite(g)):
+                    self.diverged = f"step {step}: d_loss={d}, g_loss={g}"
+                    gan.stop_training = True
+                    return
+                self.steps += 1
+                img_s = self.steps * cfg.batch_size / max(time.perf_counter() - self.t0, 1e-9)
+                bar.update(1)
+                bar.set_postfix_str(f"epoch {epoch_box[0] + 1}/{cfg.epochs} d {float(logs['d_loss']):.3f} "
+                                    f"g {float(logs['g_loss']):.3f} {img_s:.1f} img/s")
+                if cfg.steps_per_checkpoint > 0 and step % cfg.steps_per_checkpoint == 0:
+                    checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
+                    self.last_saved = step
+
+        return StepCallback()
+
+
+def _prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    config_path = run_dir / run_folder.CONFIG
+    if resume:
+        if not config_path.is_file():
+            raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
+        saved = TrainConfig.from_json(json.loads(config_path.read_text()))
+        saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs else saved.epochs
+        return saved
+    if config_path.exists() or checkpoints.list_checkpoints(run_dir / "checkpoints"):
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+    return cfg
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, command: list[str] | None = None,
+          progress: bool = True, data: TrainingData | None = None) -> TrainResult:
+    """Train (or resume) a run in `run_dir`.
+
+    Args:
+        cfg: the resolved configuration (with --resume, only `epochs` is taken from it; the rest is the run's own).
+        run_dir: the run folder; created if missing.
+        resume: continue from the newest complete checkpoint.
+        command: the command line, recorded in summary.json.
+        progress: show a progress bar.
+        data: preloaded training data (tests); read from cfg.data_dir when None.
+    """
+    import keras
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    cfg = _prepare(cfg, run_dir, resume)
+    if data is None:
+        data = load_training_data(cfg.data_dir, cfg.size_px, classes=cfg.class_names, crop=cfg.crop,
+                                  progress=progress)
+    if cfg.conditional:
+        if len(data.class_names) < 2:
+            raise UserError("--conditional needs at least two classes (class subfolders) in the data")
+        if cfg.class_names and list(cfg.class_names) != data.class_names:
+            raise UserError(f"the run's classes {cfg.class_names} differ from the data's {data.class_names}")
+    cfg.class_names = data.class_names
+    if cfg.batch_size > len(data.images):
+        log.warning("batch size %d is larger than the %d images; using %d", cfg.batch_size, len(data.images),
+                    len(data.images))
+        cfg.batch_size = len(data.images)
+    cfg.validate()
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / run_folder.CONFIG)
+    data.report.save(run_dir / run_folder.DATA_REPORT)
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    gan = _build(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    previous = run_folder.read_summary(run_dir) if resume and (run_dir / run_folder.SUMMARY).is_file() else {}
+    if resume:
+        ckpt = checkpoints.read_latest(ckpt_dir)
+        if ckpt is None:
+            log.warning("no complete checkpoint in %s; starting the run from step 0", ckpt_dir)
+            previous = {}
+        else:
+            try:
+                checkpoints.restore(gan, ckpt)
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
+            log.info("resuming from %s (step %d)", ckpt.path.name, ckpt.step)
+
+    spe = steps_per_epoch(len(data.images), cfg.batch_size)
+    total_steps = spe * cfg.epochs
+    step = int(gan.global_step.numpy())
+    if step >= total_steps:
+        log.info("run already at step %d of %d; nothing to do", step, total_steps)
+    fixed = _fixed_latents(cfg)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+    wall0 = time.perf_counter()
+    train_s = 0.0
+    images_this_session = 0
+    epoch_box = [step // spe]
+    bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=not progress,
+               dynamic_ncols=True)
+    callback = _StepCallback.make(gan, cfg, ckpt_dir, bar, epoch_box)
+    try:
+        for epoch in range(step // spe, cfg.epochs):
+            epoch_box[0] = epoch
+            first = max(step, epoch * spe)
+            last = (epoch + 1) * spe
+            t0 = time.perf_counter()
+            gan.fit(make_dataset(data, cfg.batch_size, cfg.seed, first, last), epochs=epoch + 1,
+                    initial_epoch=epoch, steps_per_epoch=last - first, verbose=0, callbacks=[callback], shuffle=False)
+            if callback.diverged:
+                kept = checkpoints.list_checkpoints(ckpt_dir)
+                raise TrainingDiverged(
+                    f"training diverged ({callback.diverged}); the last good checkpoint is "
+                    f"{kept[-1] if kept else 'none (diverged before the first one)'}. Lower the learning rates "
+                    f"or resume with --resume to retry from it.")
+            epoch_s = time.perf_counter() - t0
+            train_s += epoch_s
+            n_steps = last - first
+            images_this_session += n_steps * cfg.batch_size
+            step = last
+            if callback.last_saved != step:
+                checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
+                callback.last_saved = step
+            _end_of_epoch(gan, cfg, run_dir, epoch + 1, step, n_steps * cfg.batch_size / epoch_s, fixed, writer,
+                          float(callback.model.d_loss_tracker.result()),
+                          float(callback.model.g_loss_tracker.result()))
+            wall_s = float(previous.get("wall_s", 0.0)) + time.perf_counter() - wall0
+            images_seen = int(previous.get("images_seen", 0)) + images_this_session
+            run_folder.write_json_atomic(run_dir / run_folder.SUMMARY, {
+                "steps": step,
+                "epochs_done": epoch + 1,
+                "images_seen": images_seen,
+                "img_per_s": round(images_this_session / max(train_s, 1e-9), 2),
+                "wall_s": round(wall_s, 2),
+                "data": {"dir": data.report.data_dir, "n_images": len(data.images), "classes": data.class_names},
+                "command": command or previous.get("command") or [],
+            })
+    finally:
+        bar.close()
+        writer.close()
+    summary = run_folder.read_summary(run_dir) if (run_dir / run_folder.SUMMARY).is_file() else {}
+    return TrainResult(run_dir, int(gan.global_step.numpy()), int(summary.get("epochs_done", 0)),
+                       float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)))
+
+
+def _end_of_epoch(gan, cfg: TrainConfig, run_dir: Path, epoch: int, step: int, img_per_s: float,
+                  fixed: list[np.ndarray], writer, d_loss: float, g_loss: float) -> None:
+    import tensorflow as tf
+
+    generator = gan.exported_generator
+    images = run_folder.to_uint8(generator(fixed, training=False))
+    grid = run_folder.grid_image(images, cols=int(math.sqrt(SAMPLE_GRID_N)))
+    run_folder.write_png(run_dir / "samples" / f"epoch-{epoch:04d}.png", grid)
+    row = {"epoch": epoch, "step": step, "d_loss": round(d_loss, 5), "g_loss": round(g_loss, 5),
+           "img_per_s": round(img_per_s, 2), "time": time.time()}
+    with open(run_dir / run_folder.METRICS, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    with writer.as_default(step=step):
+        tf.summary.scalar("loss/d", d_loss)
+        tf.summary.scalar("loss/g", g_loss)
+        tf.summary.scalar("img_per_s", img_per_s)
+        tf.summary.image("samples", grid[None], max_outputs=1)
+    writer.flush()
+    run_folder.save_generator_atomic(generator, run_dir / run_folder.GENERATOR)
+    if epoch in cfg.keep_epochs or epoch == cfg.epochs:
+        run_folder.save_generator_atomic(generator, run_dir / "snapshots" / f"epoch-{epoch:04d}" /
+                                         run_folder.GENERATOR)
+    run_folder.plot_losses(run_folder.read_metrics(run_dir), run_dir / "loss_curve.png")
+    log.info("epoch %d: d_loss %.4f g_loss %.4f, %.1f img/s", epoch, d_loss, g_loss, img_per_s)
