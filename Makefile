@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # Re-install when the project's metadata or the C++ sources change.
 DEPS   := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp csrc/*.h)
 
-.PHONY: demo test lint bench build fuzz clean
+.PHONY: demo test lint bench build fuzz sanitize clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,21 @@ bench: $(VENV)/.dev-installed
 
 demo: $(VENV)/.edge-installed
 	$(BIN)/atelier --help
+
+# Differential fuzzing of every C++ kernel entry point against its NumPy reference, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := preprocess_frame postprocess tile upscale sharpness exposure dhash64 hamming_nearest
+fuzz: $(VENV)/.dev-installed
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_SECONDS) s, log in build/fuzz/$$t.log)"; \
+	  $(BIN)/python tests/fuzz/fuzz_kernels.py $$t -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=build/fuzz/$$t- > build/fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E "^Done" build/fuzz/$$t.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 build/fuzz/$$t.log; exit $$rc; fi; done
+
+# The property and error tests against an ASan + UBSan build of the kernels (build/sanitize).
+sanitize: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest tests/test_kernels_sanitize.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
