@@ -95,19 +95,17 @@ def save_generator_atomic(model, path: Path) -> None:
 
 
 def grid_image(images: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
-    """Tile (N, H, W, 3) uint8 images into one grid with a white border."""
-    n, h, w, _ = images.shape
-    rows = -(-n // cols)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
-    return grid
+    """Tile (N, H, W, 3) uint8 images into one grid with a white border (the kiosk's C++ `tile`)."""
+    from edge.kernels import tile
+
+    return tile(np.ascontiguousarray(images), cols, pad=pad, background=255)
 
 
 def to_uint8(images) -> np.ndarray:
-    """Generator output in [-1, 1] -> uint8."""
-    return np.clip(np.round((np.asarray(images, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """Generator output in [-1, 1] -> uint8 (the kiosk's C++ `postprocess`, so both sides round alike)."""
+    from edge.kernels import postprocess
+
+    return postprocess(np.asarray(images, dtype=np.float32))
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
