@@ -8,6 +8,9 @@ commands must start on a kiosk where TensorFlow is not installed.
 # Order is the order shown in `atelier --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "train",
+    "features",
+    "evaluate",
+    "report",
     "export",
     "generate",
 )
