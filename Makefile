@@ -33,8 +33,23 @@ test: $(VENV)/.dev-installed lint
 bench: $(VENV)/.dev-installed
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The kiosk on the committed default bundle (models/default) with a synthetic camera. While models/default is
+# missing, a quick demo bundle (tiny model on procedural garments; needs the [train] extra) is made once in build/.
 demo: $(VENV)/.edge-installed
-	$(BIN)/atelier --help
+	@bundle=models/default; port=$${PORT:-8000}; \
+	if [ ! -f "$$bundle/manifest.json" ]; then \
+	  bundle=build/demo-bundle; \
+	  echo "demo: no model bundle in models/default; using the quick demo bundle $$bundle instead"; \
+	  if [ ! -f "$$bundle/manifest.json" ]; then \
+	    $(MAKE) --no-print-directory $(VENV)/.dev-installed && \
+	    $(BIN)/python -c "from edge.procedural_garments import write_dataset as w; w('build/demo-data', 40, 48, 0)" && \
+	    $(BIN)/atelier train --data build/demo-data --out build/demo-run --preset tiny --size 32 --epochs 3 \
+	      --no-progress && \
+	    $(BIN)/atelier export build/demo-run --out $$bundle --force --overwrite --no-edgetpu-compiler || exit 1; \
+	  fi; \
+	fi; \
+	echo "demo: the kiosk is at http://127.0.0.1:$$port/ (open it in a browser; Ctrl-C stops it)"; \
+	exec $(BIN)/atelier kiosk --bundle "$$bundle" --camera synthetic:// --port "$$port"
 
 # Differential fuzzing of every C++ kernel entry point against its NumPy reference, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30

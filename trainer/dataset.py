@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from atelier.errors import UserError
+from edge.capture.store import is_store as is_capture_store
 from trainer.image_files import IMAGE_SUFFIXES, ImageRejected, load_training_image
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,36 @@ def _list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def _store_files(store_dir: Path, classes: list[str] | None) -> dict[str, list[Path]]:
+    """{class: image files} of a capture store, from its manifest (committed rows only)."""
+    from edge.capture.store import CaptureStore
+
+    with CaptureStore(store_dir, writable=False) as store:
+        records = store.records()
+        found: dict[str, list[Path]] = {}
+        for r in sorted(records, key=lambda r: (r.class_name, r.id)):
+            found.setdefault(r.class_name, []).append(store.image_path(r))
+    if classes:
+        unknown = [c for c in classes if c not in found]
+        if unknown:
+            raise UserError(f"--classes {', '.join(unknown)} not found in the capture store {store_dir}; "
+                            f"available: {', '.join(sorted(found)) or 'none (the store is empty)'}")
+        found = {c: found[c] for c in classes}
+    if not any(found.values()):
+        raise UserError(f"the capture store {store_dir} holds no captures yet")
+    log.info("reading capture store %s (%s)", store_dir, ", ".join(f"{k} {len(v)}" for k, v in found.items()))
+    return found
+
+
 def discover(data_dir: Path, classes: list[str] | None) -> tuple[Path, dict[str, list[Path]]]:
     """Find the classes and their files. Returns (resolved folder, {class name: files})."""
     if not data_dir.exists():
         raise UserError(f"data folder {data_dir} does not exist")
     if not data_dir.is_dir():
-        raise UserError(f"--data must be a folder of images or of class subfolders; {data_dir} is a file")
+        raise UserError(f"--data must be a folder of images or of class subfolders (or a capture store or its "
+                        f".tar export); {data_dir} is a file")
+    if is_capture_store(data_dir):
+        return data_dir, _store_files(data_dir, classes)
     root = data_dir
     if (root / "train").is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in _list_files(root)):
         log.info("using %s/train (the dataset's training split)", root)
@@ -88,7 +113,21 @@ def load_training_data(
     crop: str = "center",
     progress: bool = True,
 ) -> TrainingData:
-    """Decode every usable image under `data_dir`; skip and report the rest before training starts."""
+    """Decode every usable image under `data_dir`; skip and report the rest before training starts.
+
+    `data_dir` may also be a capture store (the kiosk's folder with manifest.sqlite) or its `.tar` export: the
+    classes are the manifest's, and an archive is verified and unpacked into a temporary store first.
+    """
+    if Path(data_dir).is_file() and Path(data_dir).suffix == ".tar":
+        import tempfile
+
+        from edge.capture.archive import import_archive
+
+        with tempfile.TemporaryDirectory(prefix="atelier-captures-") as tmp:
+            import_archive(data_dir, Path(tmp) / "store", progress=progress, min_free_bytes=0)
+            data = load_training_data(Path(tmp) / "store", size_px, classes=classes, crop=crop, progress=progress)
+        data.report.data_dir = str(Path(data_dir).resolve())
+        return data
     root, found = discover(Path(data_dir), classes)
     class_names = list(found)
     report = DataReport(data_dir=str(root.resolve()), class_names=class_names)

@@ -13,4 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "export",
     "generate",
+    "kiosk",
+    "capture",
+    "finetune",
 )

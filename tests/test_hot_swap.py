@@ -1,0 +1,243 @@
+"""Model hot swap on a running kiosk (real uvicorn on loopback, real bundles, real interpreters): a new bundle in
+the models folder is verified and swapped in, a corrupt one is rejected while the old model keeps serving, staff
+can upload a bundle and roll back."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge.bundle import load_bundle
+from edge.kiosk.config import KioskConfig
+from edge.kiosk.hot_swap import ModelRejected, verify_bundle
+from edge.kiosk.server import BackgroundServer
+from edge.kiosk.service import KioskService
+from edge.kiosk.staff import hash_pin
+
+PIN = "2468"
+PIN_HASH = hash_pin(PIN, iterations=1000)
+
+
+def damage(bundle_dir: Path, name: str = "generator_b1.tflite") -> None:
+    """Flip one byte in the middle of a model file (its size stays the same)."""
+    path = bundle_dir / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def serve(bundle: Path, models_dir: Path, **extra: object) -> BackgroundServer:
+    cfg = KioskConfig(bundle=bundle, models_dir=models_dir, port=0, models_watch_s=0.2, staff_pin_hash=PIN_HASH,
+                      capture_store=models_dir.parent / "captures", capture_min_free_mb=0, **extra)
+    return BackgroundServer(KioskService(cfg, load_bundle(bundle))).start()
+
+
+def unlock(client: httpx.Client) -> dict[str, str]:
+    response = client.post("/api/staff/unlock", json={"pin": PIN})
+    assert response.status_code == 200, response.text
+    return {"X-Staff-Token": response.json()["token"]}
+
+
+# Verification ----------------------------------------------------------------------------------------------
+
+
+def test_verification_passes_a_good_bundle_and_names_what_is_wrong_with_bad_ones(tiny_bundle: Path,
+                                                                                 tmp_path: Path) -> None:
+    verified = verify_bundle(tiny_bundle)
+    assert verified.bundle.model_id == load_bundle(tiny_bundle).model_id
+    assert verified.report["floor_db"] == verified.bundle.manifest["parity"]["min_psnr_db"]
+    assert all(v >= verified.report["floor_db"] for v in verified.report["batch_psnr_db"].values())
+
+    corrupt = shutil.copytree(tiny_bundle, tmp_path / "corrupt")
+    damage(corrupt)
+    with pytest.raises(ModelRejected, match="fails its checksum"):
+        verify_bundle(corrupt)
+    missing = shutil.copytree(tiny_bundle, tmp_path / "missing")
+    (missing / "generator_b8.tflite").unlink()
+    with pytest.raises(ModelRejected, match=r"missing generator_b8\.tflite"):
+        verify_bundle(missing)
+    forced = shutil.copytree(tiny_bundle, tmp_path / "forced")
+    manifest = json.loads((forced / "manifest.json").read_text())
+    manifest["parity"].update(passed=False, forced=True, worst_psnr_db=12.0)
+    (forced / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelRejected, match="did not pass parity"):
+        verify_bundle(forced)
+    del manifest["parity"]
+    (forced / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelRejected, match="no parity report"):
+        verify_bundle(forced)
+
+
+# On a running kiosk ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def kiosk(tiny_bundle: Path, tmp_path: Path) -> Iterator[tuple[BackgroundServer, httpx.Client, Path]]:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    srv = serve(start, models)
+    with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+        yield srv, client, models
+    srv.stop()
+
+
+def _health(client: httpx.Client) -> dict:
+    return client.get("/healthz").json()
+
+
+def test_corrupt_bundle_is_rejected_good_one_swapped_in_and_rollback(kiosk, tiny_bundle: Path,
+                                                                      tiny_conditional_bundle: Path) -> None:
+    _srv, client, models = kiosk
+    old_id = client.get("/api/info").json()["model_id"]
+    old_design = client.post("/api/generate", json={"n": 2, "seed": 5}).json()["designs"][0]
+
+    # A corrupt bundle (one flipped byte) appears: rejected, logged in /healthz, the old model keeps serving.
+    corrupt = shutil.copytree(tiny_conditional_bundle, models / ".incoming")
+    damage(corrupt)
+    corrupt = corrupt.rename(models / "broken")
+    health = wait_for(lambda: (h := _health(client))["model_error"] and h, what="the rejection")
+    assert health["status"] == "ok" and health["model_id"] == old_id
+    assert health["model_error"]["bundle"] == str(corrupt) and "fails its checksum" in health["model_error"]["error"]
+    assert client.get(old_design["url"]).status_code == 200
+    assert client.post("/api/generate", json={"n": 2}).status_code == 200
+
+    # A good bundle appears: verified, swapped in; the error clears; designs of the old model are refused.
+    good = shutil.copytree(tiny_conditional_bundle, models / ".incoming2").rename(models / "conditional")
+    new_id = load_bundle(good).model_id
+    wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
+    health = _health(client)
+    assert health["model_error"] is None and health["model_id"] == new_id
+    assert health["models"]["last_swap"]["to"] == str(good.resolve())
+    assert client.get("/api/classes").json()["conditional"] is True
+    fresh = client.post("/api/generate", json={"n": 3, "class": "dress"})
+    assert fresh.status_code == 200 and all(d["class"] == "dress" for d in fresh.json()["designs"])
+    stale = client.get(old_design["url"].replace(".png", ".png?scale=2"))
+    assert stale.status_code == 409
+
+    # Staff roll back: the previous bundle serves again and the watcher does not swap the newer one back in.
+    assert client.post("/api/staff/models/rollback").status_code == 401
+    headers = unlock(client)
+    response = client.post("/api/staff/models/rollback", headers=headers)
+    assert response.status_code == 200 and response.json()["model_id"] == old_id
+    assert client.get("/api/info").json()["model_id"] == old_id
+    time.sleep(1.0)  # five watcher scans
+    assert client.get("/api/info").json()["model_id"] == old_id
+    assert good.is_dir() and corrupt.is_dir()  # bundle folders are kept
+    assert client.post("/api/staff/models/rollback", headers=headers).status_code == 409  # nothing further back
+
+
+def test_requests_during_a_swap_get_the_old_or_the_new_model_never_a_server_error(
+        kiosk, tiny_conditional_bundle: Path) -> None:
+    srv, client, models = kiosk
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as c:
+            while not stop.is_set():
+                body = c.post("/api/generate", json={"n": 4}).json()
+                for design in body.get("designs", [])[:2]:
+                    statuses.append(c.get(design["url"]).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    new_id = load_bundle(tiny_conditional_bundle).model_id
+    shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
+    wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert statuses and set(statuses) <= {200, 409}
+    assert _health(client)["status"] == "ok"
+
+
+def _tar_of(folder: Path, prefix: str = "bundle/", extra: dict[str, bytes] | None = None,
+            mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=prefix + path.name)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_conditional_bundle: Path,
+                                                                   tmp_path: Path) -> None:
+    _srv, client, models = kiosk
+    upload = _tar_of(tiny_conditional_bundle)
+    assert len(upload) > 16_384  # bigger than the kiosk's ordinary body limit
+    assert client.post("/api/staff/models", content=upload).status_code == 401
+    headers = unlock(client)
+    hostile = _tar_of(tiny_conditional_bundle, extra={"../../escape.txt": b"x"}, mode="w:gz")
+    response = client.post("/api/staff/models", content=hostile, headers=headers)
+    assert response.status_code == 422 and "unsafe path" in response.json()["error"]
+    assert not (models.parent / "escape.txt").exists()
+    assert client.post("/api/staff/models", content=b"not a tar", headers=headers).status_code == 422
+    broken = shutil.copytree(tiny_conditional_bundle, tmp_path / "broken")
+    damage(broken, "generator_b8.tflite")
+    response = client.post("/api/staff/models", content=_tar_of(broken), headers=headers)
+    assert response.status_code == 422 and "fails its checksum" in response.json()["error"]
+    assert _health(client)["model_error"] is not None
+    response = client.post("/api/staff/models", content=upload, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_id"] == load_bundle(tiny_conditional_bundle).model_id
+    assert client.get("/api/info").json()["model_id"] == response.json()["model_id"]
+    assert (models / response.json()["bundle"] / "manifest.json").is_file()
+    assert not [p for p in models.iterdir() if p.name.startswith(".upload-")]
+    status = client.get("/api/staff/models", headers=headers).json()
+    assert status["model_error"] is None and status["previous"] == str((models / "start").resolve())
+
+
+def test_a_restart_restores_the_active_bundle_and_does_not_reapply_a_rolled_back_one(
+        tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    start_id, new_id = load_bundle(start).model_id, load_bundle(tiny_conditional_bundle).model_id
+
+    def model_id(client: httpx.Client) -> str:
+        return client.get("/api/info").json()["model_id"]
+
+    srv = serve(start, models)
+    with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+        shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
+        wait_for(lambda: model_id(client) == new_id, what="the swap")
+    srv.stop()
+    # The kiosk restarts with its configured bundle; the watcher brings back the one that was active.
+    srv = serve(start, models)
+    with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+        wait_for(lambda: model_id(client) == new_id, what="the restore")
+        assert client.post("/api/staff/models/rollback", headers=unlock(client)).status_code == 200
+        assert model_id(client) == start_id
+    srv.stop()
+    srv = serve(start, models)
+    with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+        time.sleep(1.0)  # five scans: the rolled-back bundle stays out
+        assert model_id(client) == start_id
+        assert client.get("/healthz").json()["model_error"] is None
+    srv.stop()
