@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # The editable install builds edge._kernels with scikit-build-core (no build isolation: the build deps live in the venv).
 $(VENV)/.edge-installed: $(BIN)/python $(DEPS)
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.18" ninja
 	$(PIP) install -q --no-build-isolation -e .
 	touch $@
 

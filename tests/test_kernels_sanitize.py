@@ -41,7 +41,8 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 
 def _build_sanitized() -> Path:
-    cmake = shutil.which("cmake")
+    # The venv's cmake (the Makefile installs it) first, then whatever is on PATH.
+    cmake = shutil.which("cmake", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     assert cmake, "cmake is needed to build the sanitizer variant (pip install cmake)"
     configure = [
         cmake, "-S", str(ROOT), "-B", str(BUILD), "-DATELIER_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug",

@@ -156,3 +156,33 @@ def test_config_json_round_trips_and_rejects_unknown_fields(tiny_run: Path) -> N
     assert TrainConfig.from_json(data).to_json() == data
     with pytest.raises(UserError, match="unknown fields"):
         TrainConfig.from_json({**data, "learning_rate_typo": 1})
+
+
+def test_epoch_end_checkpoint_is_written_after_the_epochs_files(tiny_run: Path) -> None:
+    # A kill between the two must leave an older checkpoint, so --resume redoes the epoch and its files.
+    last = checkpoints.list_checkpoints(tiny_run / "checkpoints")[-1]
+    assert last.name == "ckpt-000000008.npz"
+    written = last.stat().st_mtime_ns
+    for name in ("generator.keras", "summary.json", "samples/epoch-0002.png", "snapshots/epoch-0002/generator.keras"):
+        assert (tiny_run / name).stat().st_mtime_ns <= written, name
+
+
+def test_a_state_with_nan_is_never_checkpointed(tmp_path: Path) -> None:
+    from trainer.train import _build
+
+    gan = _build(preset("tiny"))
+    weight = gan.generator.trainable_weights[0]
+    weight.assign(np.where(np.arange(weight.shape[-1]) == 0, np.inf, weight.numpy()))
+    with pytest.raises(checkpoints.NonFiniteStateError, match="NaN or Inf"):
+        checkpoints.save_checkpoint(gan, tmp_path, keep=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_damaged_config_is_a_clear_error_on_resume(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    (run / "config.json").write_text('{"preset": "tiny", ')  # cut short
+    result = _atelier("train", "--out", str(run), "--resume")
+    assert result.returncode == 2 and "config.json is not valid JSON" in result.stderr

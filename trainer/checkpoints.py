@@ -21,6 +21,10 @@ _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 _GROUPS = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer")
 
 
+class NonFiniteStateError(ValueError):
+    """The training state holds NaN or Inf, so it is not checkpointed."""
+
+
 @dataclass
 class Checkpoint:
     step: int
@@ -50,7 +54,12 @@ def save_checkpoint(gan, folder: Path, keep: int) -> Path:
     payload: dict[str, np.ndarray] = {"step": np.asarray(step, dtype=np.int64)}
     for group in _GROUPS:
         for i, var in enumerate(_variables(gan, group)):
-            payload[f"{group}/{i:05d}"] = np.asarray(var.numpy())
+            value = np.asarray(var.numpy())
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                # A finite loss can still come with an infinite update: never call such a state "good".
+                raise NonFiniteStateError(f"step {step}: {group} variable {var.path} holds NaN or Inf; "
+                                          f"not writing a checkpoint")
+            payload[f"{group}/{i:05d}"] = value
     final = folder / f"ckpt-{step:09d}.npz"
     tmp = folder / f".ckpt-{step:09d}.npz.tmp"
     with open(tmp, "wb") as fh:

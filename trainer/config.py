@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,9 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        from trainer.run_folder import write_json_atomic
+
+        write_json_atomic(path, self.to_json())
 
     def validate(self) -> None:
         """Raise UserError for settings that cannot train."""

@@ -9,7 +9,6 @@ the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,9 @@ class DataReport:
     converted: list[dict[str, str]] = field(default_factory=list)  # {"path", "from"}
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+        from trainer.run_folder import write_json_atomic
+
+        write_json_atomic(path, self.__dict__)
 
 
 @dataclass

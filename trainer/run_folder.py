@@ -32,8 +32,12 @@ GENERATOR = "generator.keras"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file, fsync it, then rename: a kill leaves the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

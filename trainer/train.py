@@ -97,7 +97,6 @@ class _StepCallback:
             def __init__(self):
                 super().__init__()
                 self.diverged: str | None = None
-                self.last_saved = -1
                 self.t0 = time.perf_counter()
                 self.steps = 0
 
@@ -114,9 +113,13 @@ class _StepCallback:
                 bar.update(1)
                 bar.set_postfix_str(f"epoch {epoch_box[0] + 1}/{cfg.epochs} d {float(logs['d_loss']):.3f} "
                                     f"g {float(logs['g_loss']):.3f} {img_s:.1f} img/s")
-                if cfg.steps_per_checkpoint > 0 and step % cfg.steps_per_checkpoint == 0:
-                    checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
-                    self.last_saved = step
+                # The epoch's last step is checkpointed by the loop, after the epoch's files are written.
+                if cfg.steps_per_checkpoint > 0 and step % cfg.steps_per_checkpoint == 0 and step != epoch_box[1]:
+                    try:
+                        checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
+                    except checkpoints.NonFiniteStateError as exc:
+                        self.diverged = str(exc)
+                        gan.stop_training = True
 
         return StepCallback()
 
@@ -126,7 +129,7 @@ def _prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
     if resume:
         if not config_path.is_file():
             raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
-        saved = TrainConfig.from_json(json.loads(config_path.read_text()))
+        saved = TrainConfig.from_json(run_folder.read_config(run_dir))
         saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs else saved.epochs
         return saved
     if config_path.exists() or checkpoints.list_checkpoints(run_dir / "checkpoints"):
@@ -198,32 +201,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
     wall0 = time.perf_counter()
     train_s = 0.0
     images_this_session = 0
-    epoch_box = [step // spe]
+    epoch_box = [step // spe, 0]  # [epoch index, its last global step]
     bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=not progress,
                dynamic_ncols=True)
     callback = _StepCallback.make(gan, cfg, ckpt_dir, bar, epoch_box)
     try:
         for epoch in range(step // spe, cfg.epochs):
-            epoch_box[0] = epoch
             first = max(step, epoch * spe)
             last = (epoch + 1) * spe
+            epoch_box[:] = [epoch, last]
             t0 = time.perf_counter()
             gan.fit(make_dataset(data, cfg.batch_size, cfg.seed, first, last), epochs=epoch + 1,
                     initial_epoch=epoch, steps_per_epoch=last - first, verbose=0, callbacks=[callback], shuffle=False)
             if callback.diverged:
-                kept = checkpoints.list_checkpoints(ckpt_dir)
-                raise TrainingDiverged(
-                    f"training diverged ({callback.diverged}); the last good checkpoint is "
-                    f"{kept[-1] if kept else 'none (diverged before the first one)'}. Lower the learning rates "
-                    f"or resume with --resume to retry from it.")
+                raise _diverged(callback.diverged, ckpt_dir)
             epoch_s = time.perf_counter() - t0
             train_s += epoch_s
             n_steps = last - first
             images_this_session += n_steps * cfg.batch_size
             step = last
-            if callback.last_saved != step:
-                checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
-                callback.last_saved = step
             _end_of_epoch(gan, cfg, run_dir, epoch + 1, step, n_steps * cfg.batch_size / epoch_s, fixed, writer,
                           float(callback.model.d_loss_tracker.result()),
                           float(callback.model.g_loss_tracker.result()))
@@ -238,12 +234,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
                 "data": {"dir": data.report.data_dir, "n_images": len(data.images), "classes": data.class_names},
                 "command": command or previous.get("command") or [],
             })
+            # Last, so a kill before it resumes from an earlier checkpoint and redoes the epoch's files too.
+            try:
+                checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
+            except checkpoints.NonFiniteStateError as exc:
+                raise _diverged(str(exc), ckpt_dir) from exc
     finally:
         bar.close()
         writer.close()
     summary = run_folder.read_summary(run_dir) if (run_dir / run_folder.SUMMARY).is_file() else {}
     return TrainResult(run_dir, int(gan.global_step.numpy()), int(summary.get("epochs_done", 0)),
                        float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)))
+
+
+def _diverged(reason: str, ckpt_dir: Path) -> TrainingDiverged:
+    kept = checkpoints.list_checkpoints(ckpt_dir)
+    return TrainingDiverged(
+        f"training diverged ({reason}); the last good checkpoint is "
+        f"{kept[-1] if kept else 'none (diverged before the first one)'}. Lower the learning rates "
+        f"or resume with --resume to retry from it.")
 
 
 def _end_of_epoch(gan, cfg: TrainConfig, run_dir: Path, epoch: int, step: int, img_per_s: float,
