@@ -43,6 +43,7 @@ demo: $(VENV)/.edge-installed
 	  if [ ! -f "$$bundle/manifest.json" ]; then \
 	    $(MAKE) --no-print-directory $(VENV)/.dev-installed && \
 	    $(BIN)/python -c "from edge.procedural_garments import write_dataset as w; w('build/demo-data', 40, 48, 0)" && \
+	    rm -rf build/demo-run && \
 	    $(BIN)/atelier train --data build/demo-data --out build/demo-run --preset tiny --size 32 --epochs 3 \
 	      --no-progress && \
 	    $(BIN)/atelier export build/demo-run --out $$bundle --force --overwrite --no-edgetpu-compiler || exit 1; \

@@ -86,6 +86,8 @@ def test_pin_is_stored_hashed_and_wrong_pins_are_rate_limited() -> None:
     now[0] += 61
     result = guard.unlock(PIN)
     assert result.token and guard.check(result.token)
+    for foreign in ("é" * len(result.token), "tökén", "\udcff", result.token + "é"):  # no TypeError: refused
+        assert not guard.check(foreign)
     now[0] += guard.session_idle_s + 1
     assert not guard.check(result.token)  # idle sessions expire
     with pytest.raises(UserError, match="hash-pin"):
@@ -117,6 +119,11 @@ def test_capture_endpoints_are_closed_without_a_session(staff_kiosk) -> None:
             response = getattr(client, method)(path, headers=headers, **kwargs)
             assert response.status_code == 401, (path, response.text)
             assert "staff only" in response.json()["error"]
+    # With a live session, a token header that is not ASCII (latin-1 bytes on the wire) is a 401, not a 500.
+    assert client.post("/api/staff/unlock", json={"pin": PIN}).status_code == 200
+    for raw in (b"caf\xe9", "tökén".encode()):
+        response = client.get("/api/staff/status", headers={"X-Staff-Token": raw})
+        assert response.status_code == 401 and "staff only" in response.json()["error"]
     with CaptureStore(store, writable=False) as s:
         assert len(s) == 0
 

@@ -322,6 +322,12 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
     return info
 
 
+ROW_EDITS: dict[str, dict[str, object]] = {
+    "row_sharpness": {"sharpness": "x"}, "row_width": {"width": "abc"}, "row_time": {"time_utc": "yesterday"},
+    "row_nan": {"mean_luma": float("nan")}, "row_faces": {"faces_blurred": True},
+}
+
+
 @pytest.mark.parametrize("attack, message", [
     ("absolute", "absolute or parent path"),
     ("dotdot", "absolute or parent path"),
@@ -331,6 +337,13 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
     ("sums_disagree", "disagree|do not list the same"),
     ("truncated", "truncated|damaged|not a readable tar"),
     ("manifest_path", "bad id, file name"),
+    # A row whose field has the wrong JSON type must be refused up front, not fail mid-import after the
+    # captures before it were written (the last row is edited).
+    ("row_sharpness", r"malformed \(sharpness must be a finite number"),
+    ("row_width", r"malformed \(width must be a whole number"),
+    ("row_time", r"malformed \(time_utc must be an ISO 8601 time"),
+    ("row_nan", r"malformed \(mean_luma must be a finite number"),
+    ("row_faces", r"malformed \(faces_blurred must be a whole number"),
 ])
 def test_hostile_or_damaged_archives_import_nothing(small_store: Path, tmp_path: Path, attack: str,
                                                     message: str) -> None:
@@ -356,6 +369,10 @@ def test_hostile_or_damaged_archives_import_nothing(small_store: Path, tmp_path:
         if attack == "manifest_path" and info.name == "manifest.json":
             manifest = json.loads(data)
             manifest["captures"][0]["file"] = "../../etc/passwd"
+            out = [(info, json.dumps(manifest).encode())]
+        if attack in ROW_EDITS and info.name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["captures"][-1].update(ROW_EDITS[attack])
             out = [(info, json.dumps(manifest).encode())]
         return out
 

@@ -165,6 +165,15 @@ def test_export_refuses_bad_runs_and_options(tiny_run: Path, tmp_path: Path) -> 
     assert parse_batches("8, 1") == (1, 8)
 
 
+def test_exported_bundle_mode_lets_other_users_read_it(tiny_bundle: Path) -> None:
+    # The kiosk's service user is not the user who exported (root, a technician): the folder and its files
+    # must be readable by others, not the 0700 of the staging folder they were made in.
+    assert tiny_bundle.stat().st_mode & 0o777 == 0o755
+    files = sorted(tiny_bundle.iterdir())
+    assert files and {p.name for p in files} >= {"manifest.json", "generator_b1.tflite"}
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
+
+
 def test_overwrite_replaces_a_bundle(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     export_bundle(tiny_run, out, ExportOptions(fmt="fp32", batches=(1,)))

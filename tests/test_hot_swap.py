@@ -4,12 +4,14 @@ can upload a bundle and roll back."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import shutil
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +19,9 @@ import httpx
 import pytest
 
 from edge.bundle import load_bundle
+from edge.kiosk import hot_swap
 from edge.kiosk.config import KioskConfig
-from edge.kiosk.hot_swap import ModelRejected, verify_bundle
+from edge.kiosk.hot_swap import MAX_UNPACKED_BYTES, MAX_UPLOAD_MEMBERS, ModelManager, ModelRejected, verify_bundle
 from edge.kiosk.server import BackgroundServer
 from edge.kiosk.service import KioskService
 from edge.kiosk.staff import hash_pin
@@ -186,6 +189,20 @@ def _tar_of(folder: Path, prefix: str = "bundle/", extra: dict[str, bytes] | Non
     return buf.getvalue()
 
 
+def _damaged_gz(data: bytes) -> bytes:
+    """`data` (a .tar.gz) with one byte flipped where it breaks the deflate stream itself (not only the CRC)."""
+    for pos in range(len(data) // 2, len(data) - 8):
+        bad = bytearray(data)
+        bad[pos] ^= 0x55
+        try:
+            gzip.decompress(bytes(bad))
+        except zlib.error:
+            return bytes(bad)
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("no byte flip breaks this deflate stream")
+
+
 def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_conditional_bundle: Path,
                                                                    tmp_path: Path) -> None:
     _srv, client, models = kiosk
@@ -198,6 +215,9 @@ def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_c
     assert response.status_code == 422 and "unsafe path" in response.json()["error"]
     assert not (models.parent / "escape.txt").exists()
     assert client.post("/api/staff/models", content=b"not a tar", headers=headers).status_code == 422
+    response = client.post("/api/staff/models", content=_damaged_gz(_tar_of(tiny_conditional_bundle, mode="w:gz")),
+                           headers=headers)
+    assert response.status_code == 422 and "not a readable .tar" in response.json()["error"]
     broken = shutil.copytree(tiny_conditional_bundle, tmp_path / "broken")
     damage(broken, "generator_b8.tflite")
     response = client.post("/api/staff/models", content=_tar_of(broken), headers=headers)
@@ -211,6 +231,90 @@ def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_c
     assert not [p for p in models.iterdir() if p.name.startswith(".upload-")]
     status = client.get("/api/staff/models", headers=headers).json()
     assert status["model_error"] is None and status["previous"] == str((models / "start").resolve())
+
+
+class _Zeros(io.RawIOBase):
+    """`size` zero bytes, read in chunks (a tar bomb's payload without holding it in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _bomb(folder: Path, sizes: list[int]) -> bytes:
+    """A .tar.gz of a bundle folder plus zero-filled members of the given sizes (they compress ~1000:1)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname="bundle/" + path.name)
+        for i, size in enumerate(sizes):
+            info = tarfile.TarInfo(f"bundle/padding{i}.bin")
+            info.size = size
+            tar.addfile(info, _Zeros(size))
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def manager(tiny_bundle: Path, tmp_path: Path) -> tuple[ModelManager, Path]:
+    """A model manager on a models folder holding its first bundle (no watcher thread: scans run when called)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    return ModelManager(lambda verified: None, start, models, poll_s=0), models
+
+
+def test_an_upload_that_unpacks_past_the_cap_is_refused_before_anything_is_written(
+        manager, tiny_bundle: Path) -> None:
+    mgr, models = manager
+    half = MAX_UNPACKED_BYTES // 2 + 1  # each member alone is under the cap, together they are over it
+    bomb = _bomb(tiny_bundle, [half, half])
+    assert len(bomb) < MAX_UNPACKED_BYTES // 100  # small on the wire
+    with pytest.raises(ModelRejected, match="unpacks to over"):
+        mgr.receive_upload(bomb)
+    many = _tar_of(tiny_bundle, extra={f"bundle/f{i}.bin": b"x" for i in range(MAX_UPLOAD_MEMBERS)})
+    with pytest.raises(ModelRejected, match=f"over {MAX_UPLOAD_MEMBERS} members"):
+        mgr.receive_upload(many)
+    assert sorted(p.name for p in models.iterdir()) == ["start"]  # no staging folder, nothing unpacked
+
+
+def test_an_upload_is_refused_when_the_disk_cannot_hold_it(manager, tiny_bundle: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    mgr, models = manager
+    upload = _tar_of(tiny_bundle)
+    # A nearly full disk (a disk we lack): less free than the bundle plus the margin the kiosk keeps.
+    monkeypatch.setattr(hot_swap, "_free_bytes", lambda folder: hot_swap.UPLOAD_FREE_MARGIN_BYTES + 1024)
+    with pytest.raises(ModelRejected, match="not enough free space"):
+        mgr.receive_upload(upload)
+    assert sorted(p.name for p in models.iterdir()) == ["start"]
+    monkeypatch.undo()
+    assert (mgr.receive_upload(upload) / "manifest.json").is_file()
+
+
+def test_damaged_uploads_are_rejections_not_crashes(manager, tiny_bundle: Path) -> None:
+    mgr, models = manager
+    gz = _tar_of(tiny_bundle, mode="w:gz")
+    for bad in (_damaged_gz(gz), gz[: len(gz) // 2], _tar_of(tiny_bundle)[:30_000]):
+        with pytest.raises(ModelRejected):
+            mgr.receive_upload(bad)
+    assert sorted(p.name for p in models.iterdir()) == ["start"]
+
+
+def test_an_uploaded_folder_is_seen_before_the_watcher_can_find_it(manager, tiny_conditional_bundle: Path) -> None:
+    mgr, _models = manager
+    folder = mgr.receive_upload(_tar_of(tiny_conditional_bundle))
+    # A scan in the gap between the upload's rename and `submit` must not verify and swap it in on its own
+    # (it would be swapped in twice, and history would then hold the active folder).
+    assert mgr.scan_once() == []
+    assert mgr.history == [] and mgr.active == (_models / "start").resolve()
+    assert folder.name in mgr.seen
 
 
 def test_a_restart_restores_the_active_bundle_and_does_not_reapply_a_rolled_back_one(

@@ -269,6 +269,8 @@ def test_bad_bodies_get_a_4xx_with_a_message(
         ("/api/walk.png?seed=1&count=0", 400, "count"),
         ("/api/walk.png?seed=1&count=17", 400, "count"),
         ("/api/walk.png?seed=1&class=dress", 400, "unconditional"),
+        ("/api/walk.png?seed=1&class=%C2%B2", 400, "unconditional"),  # "²" is a digit to str.isdigit()
+        ("/api/walk.png?seed=1&class=" + "7" * 5000, 400, "class"),  # past int()'s 4300-digit limit
         ("/api/nothing-here", 404, "not found"),
         ("/static/../../etc/passwd", 404, "not found"),
     ],
@@ -441,6 +443,11 @@ def test_classes_of_a_conditional_model(
             assert response.status_code == 400, bad
             assert "unknown class" in response.json()["error"] or "class" in response.json()["error"]
         model = cond_server.service.bundle.model_id
+        walk = c.get("/api/walk.png", params={"seed": 3, "count": 2, "class": "1"})
+        assert walk.status_code == 200 and ".c1." in walk.headers["X-First-Design"]
+        for bad_class in ("²", "0" * 5, "١"):  # superscript two, five digits, Arabic-Indic one: names, not numbers
+            response = c.get("/api/walk.png", params={"seed": 3, "count": 2, "class": bad_class})
+            assert response.status_code == 400 and "unknown class" in response.json()["error"], bad_class
         for bad_id in (f"{model}.u.s1-0", f"{model}.c3.s1-0"):
             response = c.get(f"/api/design/{bad_id}.png")
             assert response.status_code == 400 and "c0..c2" in response.json()["error"]
@@ -488,5 +495,27 @@ def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
             worker.submit(z[:1])
         assert busy.result(timeout=120).shape == (3000, 32, 32, 3)
         assert waiting.result(timeout=120).shape == (1, 32, 32, 3)
+    finally:
+        worker.stop()
+
+
+def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle: Path) -> None:
+    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker.start()
+    try:
+        z = worker.sample_latents(3000, 0)
+        busy = worker.submit(z)  # keeps the worker busy while the next ones wait in the queue
+        deadline = time.monotonic() + 30
+        while worker.status()["busy_s"] is None and not busy.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        # What wrap_future does when the request's asyncio task is cancelled (the client went away).
+        abandoned = worker.submit(z[:2])
+        assert abandoned.cancel()
+        queued = worker.submit(z[:3])  # batched together with the abandoned one
+        assert queued.result(timeout=120).shape == (3, 32, 32, 3)
+        assert busy.result(timeout=120).shape == (3000, 32, 32, 3)
+        assert abandoned.cancelled()
+        assert worker.submit(z[:1]).result(timeout=120).shape == (1, 32, 32, 3)  # and it keeps serving
     finally:
         worker.stop()

@@ -161,3 +161,46 @@ def test_the_kiosk_serves_tells_systemd_and_stops_cleanly(
     assert process.returncode == 0, output
     assert "event=ready" in output and "event=stopped" in output
     assert seen.index(next(m for m in seen if "READY=1" in m)) < len(seen) - 1
+
+
+# `make demo` ------------------------------------------------------------------------------------------------
+
+STAND_IN_ATELIER = """#!/bin/sh
+# Stands in for the real commands (training takes minutes): records each call; `train` refuses an --out that
+# already holds a run, as trainer/train.py does; `export` writes a manifest; `kiosk` returns at once.
+echo "$*" >> calls.log
+cmd=$1; out=
+while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done
+case $cmd in
+  train) if [ -e "$out/config.json" ]; then echo "$out already holds a run" >&2; exit 2; fi
+         mkdir -p "$out" && echo '{}' > "$out/config.json" ;;
+  export) mkdir -p "$out" && echo '{}' > "$out/manifest.json" ;;
+esac
+"""
+
+
+def test_make_demo_recovers_from_an_interrupted_quick_demo_training(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    assert make, "GNU make is needed to test the Makefile"
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("pyproject.toml", "CMakeLists.txt"):  # what the venv's stamps depend on, written long ago
+        (tmp_path / name).write_text("")
+        os.utime(tmp_path / name, (1e9, 1e9))
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "atelier").write_text(STAND_IN_ATELIER)
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    for stamp in (".edge-installed", ".dev-installed"):  # the venv is set up
+        (tmp_path / "venv" / stamp).write_text("")
+    # A quick demo training was interrupted: its run folder holds config.json but no bundle was exported.
+    (tmp_path / "build" / "demo-run").mkdir(parents=True)
+    (tmp_path / "build" / "demo-run" / "config.json").write_text("{}")
+    result = subprocess.run([make, "--no-print-directory", "-f", str(repo / "Makefile"), "-C", str(tmp_path),
+                             "demo", "VENV=venv", "PORT=8123"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["train", "export", "kiosk"]
+    assert "--bundle build/demo-bundle" in calls[-1]
+    assert (tmp_path / "build" / "demo-bundle" / "manifest.json").is_file()

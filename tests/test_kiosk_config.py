@@ -8,6 +8,7 @@ import pytest
 
 from atelier.errors import UserError
 from edge.kiosk.config import DEFAULT_BUNDLE, KioskConfig, load_config
+from edge.kiosk.latents import DesignId, parse_design_id, walk_frame
 
 FIRMWARE_TOML = """
 bundle = "/var/lib/atelier/models/default"
@@ -70,6 +71,8 @@ def test_flags_override_only_what_they_set(tmp_path: Path) -> None:
         ("attract_idle_s = -1\n", "attract_idle_s must be > 0"),
         ("neighbour_radius = 3.0\n", "neighbour_radius must be in (0, 2]"),
         ("max_body_bytes = 10\n", "max_body_bytes"),
+        ("walk_steps = 65\n", "walk_steps must be in 2..64"),
+        ("walk_steps = 1\n", "walk_steps must be in 2..64"),
         ('bundle = ""\n', "'bundle' must be a non-empty path string"),
         ("camera = 3\n", "'camera' must be a string"),
         ('host = ""\n', "host must not be empty"),
@@ -85,3 +88,18 @@ def test_bad_config_values_are_refused_with_the_key_named(tmp_path: Path, text: 
 def test_a_missing_config_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_every_walk_steps_the_config_accepts_makes_walk_ids_that_parse(tmp_path: Path) -> None:
+    steps = 2
+    while True:  # the largest walk_steps a config file may set
+        try:
+            load_config(_write(tmp_path, f"walk_steps = {steps + 1}\n"))
+        except UserError:
+            break
+        steps += 1
+        assert steps < 10_000
+    assert steps >= KioskConfig().walk_steps
+    for frame in (0, 1, steps - 1, steps, 7 * steps + steps // 2):
+        design = DesignId("0123456789ab", None, walk_frame(12345, frame, steps))
+        assert parse_design_id(str(design)) == design, frame

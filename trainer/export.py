@@ -404,6 +404,12 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, options: ExportOptio
                 "badly: check the run's samples, try --format fp16, or pass --force to keep this bundle "
                 "(recorded in its manifest)"
             )
+        # mkdtemp made the folder 0700 and os.replace keeps that: a bundle exported by root or a technician
+        # into the kiosk's models folder would be unreadable to the kiosk's own service user.
+        for path in staging.iterdir():
+            if path.is_file():
+                path.chmod(0o644)
+        staging.chmod(0o755)
         _move_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

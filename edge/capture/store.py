@@ -28,6 +28,7 @@ import errno
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -140,10 +141,36 @@ class CaptureRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaptureRecord:
-        """Inverse of `to_json`; raises KeyError/ValueError/TypeError for a malformed row."""
+        """Inverse of `to_json`, checking every field's JSON type (a row from an archive is not trusted).
+
+        Raises:
+            KeyError: a field is missing.
+            ValueError: a field has the wrong type or an impossible value (the message names the field).
+        """
         values = {f: data[f] for f in cls.__dataclass_fields__ if f != "colour"}
-        values["dhash"] = int(str(values["dhash"]), 16)
-        values["colour"] = str(data.get("colour", ""))
+        for name in ("id", "time_utc", "class_name", "file", "sha256", "source"):
+            if not isinstance(values[name], str):
+                raise ValueError(f"{name} must be text, got {values[name]!r}")
+        for name in ("sharpness", "mean_luma", "dark_fraction", "bright_fraction"):
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            values[name] = float(value)
+        for name in ("width", "height", "bytes", "faces_blurred"):
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        try:
+            dt.datetime.fromisoformat(values["time_utc"])
+        except ValueError:
+            raise ValueError(f"time_utc must be an ISO 8601 time, got {values['time_utc']!r}") from None
+        if not isinstance(values["dhash"], str) or not re.fullmatch(r"[0-9a-f]{16}", values["dhash"]):
+            raise ValueError(f"dhash must be 16 hex digits, got {values['dhash']!r}")
+        values["dhash"] = int(values["dhash"], 16)
+        colour = data.get("colour", "")
+        if not isinstance(colour, str):
+            raise ValueError(f"colour must be text, got {colour!r}")
+        values["colour"] = colour
         return cls(**values)
 
 

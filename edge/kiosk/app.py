@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -35,6 +36,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 MJPEG_BOUNDARY = "frame"
 MJPEG_MAX_FPS = 15.0
 MAX_PREVIEW_CLIENTS = 4
+MAX_CLASS_QUERY_CHARS = 128  # a class name or number in a query string
+_CLASS_NUMBER = re.compile(r"[0-9]{1,4}")  # a class given by number ("²" and 5000-digit strings are names)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -312,9 +315,11 @@ def create_app(service: KioskService, *, manage_service: bool = True) -> FastAPI
         seed: int = Query(ge=0, le=latents.MAX_SEED),
         start: int = Query(default=0, ge=0, le=1_000_000_000),
         count: int = Query(default=8, ge=1, le=MAX_WALK_FRAMES),
-        class_: str | None = Query(default=None, alias="class"),
+        class_: str | None = Query(default=None, alias="class", max_length=MAX_CLASS_QUERY_CHARS),
     ) -> Response:
-        cls: str | int | None = int(class_) if class_ is not None and class_.isdigit() else class_
+        # ASCII digits only: str.isdigit() also accepts "²" and digit strings too long for int(), which raise.
+        cls: str | int | None = (int(class_) if class_ is not None and _CLASS_NUMBER.fullmatch(class_)
+                                 else class_)
         data, ids = await service.walk_strip(seed, start, count, service.class_id(cls))
         return Response(data, media_type="image/png",
                         headers={"Cache-Control": "no-store", "X-Frame-Count": str(len(ids)),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from atelier.errors import UserError
+from edge.kiosk.latents import MAX_MIX_STEPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The default bundle when neither a flag nor the config file names one (may not exist on a dev checkout).
@@ -40,7 +41,7 @@ class KioskConfig:
     mix_steps: int = 6  # interpolation steps shown by "mix" (steps + 1 pictures)
     attract_idle_s: float = 60.0  # seconds without a touch before attract mode starts
     attract_fps: float = 12.0  # frame rate the page plays the latent walk at
-    walk_steps: int = 24  # frames between two keyframes of the attract walk
+    walk_steps: int = 24  # frames between two keyframes of the attract walk (2..64: a design ID mix step)
     max_designs: int = 64  # upper bound of `n` in one API request
     max_body_bytes: int = 16_384  # request bodies above this are refused with 413
     cache_designs: int = 512  # PNGs kept in memory by design ID
@@ -110,7 +111,9 @@ def validate(config: KioskConfig) -> KioskConfig:
         (1 <= config.mix_steps <= 32, f"mix_steps must be in 1..32, got {config.mix_steps}"),
         (config.attract_idle_s > 0, f"attract_idle_s must be > 0, got {config.attract_idle_s}"),
         (1.0 <= config.attract_fps <= 60.0, f"attract_fps must be in 1..60, got {config.attract_fps}"),
-        (2 <= config.walk_steps <= 240, f"walk_steps must be in 2..240, got {config.walk_steps}"),
+        # A walk frame's ID is a mix of two keyframes in walk_steps steps: no more than a design ID can hold.
+        (2 <= config.walk_steps <= MAX_MIX_STEPS,
+         f"walk_steps must be in 2..{MAX_MIX_STEPS}, got {config.walk_steps}"),
         (256 <= config.max_body_bytes <= 1 << 20, f"max_body_bytes must be in 256..1048576, got "
                                                  f"{config.max_body_bytes}"),
         (0 <= config.cache_designs <= 100_000,

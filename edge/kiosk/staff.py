@@ -136,12 +136,15 @@ class StaffGuard:
         """True (and the session's idle timer restarts) when `token` names a live session."""
         if not token or not self.enabled:
             return False
+        # Compared as bytes: compare_digest raises TypeError on str with non-ASCII characters (a header a client
+        # may send), and our tokens are ASCII, so such a token simply matches none.
+        given = token.encode("utf-8", "surrogatepass")
         with self._lock:
             now = self._now()
             for known, used in list(self._sessions.items()):
                 if now - used >= self.session_idle_s:
                     del self._sessions[known]
-            match = next((t for t in self._sessions if hmac.compare_digest(t, token)), None)
+            match = next((t for t in self._sessions if hmac.compare_digest(t.encode(), given)), None)
             if match is None:
                 return False
             self._sessions[match] = now

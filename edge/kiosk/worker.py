@@ -222,6 +222,12 @@ class GenerationWorker:
             self._run_batch(jobs)
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        # A request whose future was cancelled while queued (its asyncio task was cancelled: wrap_future passes
+        # that on) is dropped here; the rest are marked running, so they can no longer be cancelled and
+        # set_result/set_exception below cannot raise InvalidStateError and kill this thread.
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
         self._busy_since = time.monotonic()
         t0 = time.perf_counter()
         rows = 0
