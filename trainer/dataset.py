@@ -62,16 +62,22 @@ def _store_files(store_dir: Path, classes: list[str] | None) -> dict[str, list[P
         found: dict[str, list[Path]] = {}
         for r in sorted(records, key=lambda r: (r.class_name, r.id)):
             found.setdefault(r.class_name, []).append(store.image_path(r))
-    if classes:
-        unknown = [c for c in classes if c not in found]
-        if unknown:
-            raise UserError(f"--classes {', '.join(unknown)} not found in the capture store {store_dir}; "
-                            f"available: {', '.join(sorted(found)) or 'none (the store is empty)'}")
-        found = {c: found[c] for c in classes}
+    found = _select_classes(found, classes, f"the capture store {store_dir}")
     if not any(found.values()):
         raise UserError(f"the capture store {store_dir} holds no captures yet")
     log.info("reading capture store %s (%s)", store_dir, ", ".join(f"{k} {len(v)}" for k, v in found.items()))
     return found
+
+
+def _select_classes(found: dict[str, list[Path]], classes: list[str] | None, where: str) -> dict[str, list[Path]]:
+    """Keep the asked-for classes, in the order asked; an unknown one is a UserError listing what `where` has."""
+    if not classes:
+        return found
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise UserError(f"--classes {', '.join(unknown)} not found in {where}; "
+                        f"available: {', '.join(sorted(found)) or 'none (it is empty)'}")
+    return {c: found[c] for c in classes}
 
 
 def discover(data_dir: Path, classes: list[str] | None) -> tuple[Path, dict[str, list[Path]]]:
@@ -95,12 +101,7 @@ def discover(data_dir: Path, classes: list[str] | None) -> tuple[Path, dict[str,
             log.warning("%d images directly in %s are ignored (class subfolders are used)", len(loose), root)
     else:
         found = {root.name: _list_files(root)}
-    if classes:
-        unknown = [c for c in classes if c not in found]
-        if unknown:
-            raise UserError(f"--classes {', '.join(unknown)} not found in {root}; "
-                            f"available: {', '.join(sorted(found))}")
-        found = {c: found[c] for c in classes}
+    found = _select_classes(found, classes, str(root))
     if not any(found.values()):
         raise UserError(f"no files in {root}: put images (JPEG, PNG, WebP) in it or in class subfolders")
     return root, found
