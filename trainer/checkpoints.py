@@ -100,14 +100,17 @@ def read_latest(folder: Path) -> Checkpoint | None:
 def restore(gan, ckpt: Checkpoint) -> None:
     """Load a checkpoint into a built GAN whose optimizers are built (see trainer.train)."""
     for group in _GROUPS:
-        variables = _variables(gan, group)
-        values = ckpt.arrays[group]
-        if len(variables) != len(values):
-            raise ValueError(f"checkpoint {ckpt.path} has {len(values)} {group} variables, the model has "
-                             f"{len(variables)}: was the config changed since it was written?")
-        for var, value in zip(variables, values, strict=True):
-            if tuple(var.shape) != value.shape:
-                raise ValueError(f"checkpoint {ckpt.path}: {group} variable {var.path} has shape {value.shape}, "
-                                 f"the model expects {tuple(var.shape)}")
-            var.assign(value)
+        assign_checked(_variables(gan, group), ckpt.arrays[group], group, ckpt.path)
     gan.global_step.assign(ckpt.step)
+
+
+def assign_checked(variables: list, values: list[np.ndarray], group: str, source: Path) -> None:
+    """Assign checkpoint `values` to `variables`, refusing (ValueError) a count or shape that does not match."""
+    if len(variables) != len(values):
+        raise ValueError(f"checkpoint {source} has {len(values)} {group} variables, the model has "
+                         f"{len(variables)}: was the config changed since it was written?")
+    for var, value in zip(variables, values, strict=True):
+        if tuple(var.shape) != value.shape:
+            raise ValueError(f"checkpoint {source}: {group} variable {var.path} has shape {value.shape}, "
+                             f"the model expects {tuple(var.shape)}")
+        var.assign(value)

@@ -85,15 +85,10 @@ class FinetuneResult:
 
 
 def _assign(model, values: list[np.ndarray], what: str, source: Path) -> None:
-    weights = model.weights
-    if len(weights) != len(values):
-        raise UserError(f"{source}: the checkpoint has {len(values)} {what} weights, the run's config builds "
-                        f"{len(weights)}; is the checkpoint from this run?")
-    for w, v in zip(weights, values, strict=True):
-        if tuple(w.shape) != v.shape:
-            raise UserError(f"{source}: {what} weight {w.path} has shape {v.shape} in the checkpoint, "
-                            f"{tuple(w.shape)} in the model")
-        w.assign(v)
+    try:
+        checkpoints.assign_checked(model.weights, values, what, source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def widen_rows(old: np.ndarray, new_shape: tuple[int, ...], n_old_classes: int) -> np.ndarray:
