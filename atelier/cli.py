@@ -42,6 +42,8 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command line as given, for the records runs and manifests keep (sys.argv is pytest's in tests).
+    args._command = ["atelier", *(sys.argv[1:] if argv is None else argv)]
     setup_logging(args.verbose)
     try:
         return int(args._run(args) or 0)

@@ -213,3 +213,58 @@ def test_refuses_a_missing_or_damaged_feature_network(tiny_run: Path, garment_di
     (damaged / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(UserError, match="does not match the sha256"):
         load_feature_net(damaged)
+
+
+def _bundle_copy(bundle: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def test_record_writes_int8_and_float_numbers_into_the_manifest(tiny_run: Path, tiny_bundle: Path,
+                                                                 garment_dir: Path, tmp_path: Path, capsys):
+    from edge.bundle import load_bundle
+
+    bundle = _bundle_copy(tiny_bundle, tmp_path)
+    before = load_bundle(bundle).model_id
+    argv = ["--data", str(garment_dir), "--n", "24", "--seed", "3"]
+    assert main(["evaluate", str(bundle), *argv, "--out", str(tmp_path / "e8"), "--record"]) == 0
+    assert "recorded as evaluation.int8" in capsys.readouterr().out
+    assert main(["evaluate", str(tiny_run), *argv, "--out", str(tmp_path / "ef"), "--record", str(bundle)]) == 0
+    assert "recorded as evaluation.float" in capsys.readouterr().out
+    loaded = load_bundle(bundle)  # still verifies: files re-hashed, manifest valid
+    assert loaded.model_id != before  # the numbers are part of what the bundle is
+    recorded = loaded.manifest["evaluation"]
+    assert set(recorded) == {"int8", "float"}
+    for key, out in (("int8", "e8"), ("float", "ef")):
+        full = json.loads((tmp_path / out / ev.EVALUATION_FILE).read_text())
+        assert recorded[key]["rows"]["designs"] == full["rows"]["designs"]
+        assert recorded[key]["rows"]["heldout"] == full["rows"]["heldout"]
+        assert recorded[key]["novelty"]["share_closer"] == full["novelty"]["share_closer"]
+        assert recorded[key]["latents"] == full["latents"] and full["latents"]["n"] == 24
+        assert recorded[key]["command"][:2] == ["atelier", "evaluate"] and "--record" in recorded[key]["command"]
+    assert recorded["int8"]["model"]["quantization"] == "int8"
+    assert recorded["float"]["model"]["kind"] == "run"
+
+
+def test_record_refuses_a_bundle_of_another_run_or_a_damaged_one(tiny_conditional_run: Path, tiny_bundle: Path,
+                                                                  tiny_run: Path, garment_dir: Path,
+                                                                  tmp_path: Path, caplog):
+    bundle = _bundle_copy(tiny_bundle, tmp_path)
+    manifest = (bundle / "manifest.json").read_bytes()
+    argv = ["--data", str(garment_dir), "--n", "24"]
+    # The float numbers of a run the bundle was not exported from.
+    assert main(["evaluate", str(tiny_conditional_run), *argv, "--out", str(tmp_path / "o1"),
+                 "--record", str(bundle)]) == 2
+    assert "was not exported from" in caplog.text
+    # --record without a bundle to record in.
+    assert main(["evaluate", str(tiny_run), *argv, "--out", str(tmp_path / "o2"), "--record"]) == 2
+    assert "name the bundle exported from it" in caplog.text
+    # A folder that is no bundle, and a bundle whose model file is damaged: refused before evaluating.
+    assert main(["evaluate", str(tiny_run), *argv, "--out", str(tmp_path / "o3"), "--record", str(tmp_path)]) == 2
+    model = next(bundle.glob("*.tflite"))
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    assert main(["evaluate", str(tiny_run), *argv, "--out", str(tmp_path / "o4"), "--record", str(bundle)]) == 2
+    assert "--record:" in caplog.text and "sha256" in caplog.text
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+    assert (bundle / "manifest.json").read_bytes() == manifest  # nothing was written into it

@@ -91,6 +91,36 @@ def test_resume_after_epoch_one_equals_the_uninterrupted_run(garment_dir: Path, 
     assert [r["epoch"] for r in run_folder.read_metrics(tmp_path / "split")] == [1, 2]
 
 
+def test_time_budget_stops_mid_epoch_and_resume_continues_exactly(garment_dir: Path, tmp_path: Path) -> None:
+    def cfg(epochs: int):
+        return preset("tiny", epochs=epochs, data_dir=str(garment_dir), seed=11, steps_per_checkpoint=3)
+
+    straight = train(cfg(2), tmp_path / "straight", progress=False)
+    # A budget of 1 ms is used up by the first step: the run stops there, mid-epoch, and checkpoints it.
+    short = train(cfg(2), tmp_path / "budget", progress=False, time_budget_s=0.001)
+    assert short.out_of_time and short.steps == 1
+    summary = run_folder.read_summary(tmp_path / "budget")
+    assert summary["stopped"] == "time budget" and summary["steps"] == 1 and summary["epochs_done"] == 0
+    assert summary["epochs_trained"] == 0.25 and summary["time_budget_s"] == 0.001
+    assert (tmp_path / "budget" / "samples" / "step-0000001.png").is_file()
+    assert (tmp_path / "budget" / run_folder.GENERATOR).is_file()
+    assert [c.name for c in checkpoints.list_checkpoints(tmp_path / "budget" / "checkpoints")] == \
+        ["ckpt-000000001.npz"]
+    assert run_folder.read_metrics(tmp_path / "budget") == []  # no epoch row for a partial epoch
+    # The same budget again: already used, nothing is trained.
+    again = train(cfg(2), tmp_path / "budget", resume=True, progress=False, time_budget_s=0.001)
+    assert again.out_of_time and again.steps == 1
+    # Without a budget the run goes on from step 1 and ends where the uninterrupted run did, weight for weight.
+    resumed = train(cfg(2), tmp_path / "budget", resume=True, progress=False)
+    assert not resumed.out_of_time and resumed.steps == straight.steps == 8
+    a = _ckpt(tmp_path / "straight" / "checkpoints" / "ckpt-000000008.npz")
+    b = _ckpt(tmp_path / "budget" / "checkpoints" / "ckpt-000000008.npz")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert "stopped" not in run_folder.read_summary(tmp_path / "budget")
+    assert [r["epoch"] for r in run_folder.read_metrics(tmp_path / "budget")] == [1, 2]
+
+
 def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(garment_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "killed"
     args = ["train", "--data", str(garment_dir), "--out", str(run), "--preset", "tiny", "--epochs", "40",
@@ -147,6 +177,12 @@ def test_cli_errors_are_clear(garment_dir: Path, tiny_run: Path, tmp_path: Path)
     cond = _atelier("train", "--data", str(garment_dir / "dress"), "--out", str(tmp_path / "c"), "--preset",
                     "tiny", "--conditional")
     assert cond.returncode == 2 and "--conditional needs at least two classes" in cond.stderr
+    for budget in ("0", "-5", "nan"):
+        bad = _atelier("train", "--data", str(garment_dir), "--out", str(tmp_path / "b"), "--time-budget", budget)
+        assert bad.returncode == 2 and "--time-budget must be a positive number of minutes" in bad.stderr, budget
+    word = _atelier("train", "--data", str(garment_dir), "--out", str(tmp_path / "b"), "--time-budget", "soon")
+    assert word.returncode == 2 and "--time-budget: invalid float value" in word.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_config_json_round_trips_and_rejects_unknown_fields(tiny_run: Path) -> None:

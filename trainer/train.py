@@ -32,6 +32,7 @@ class TrainResult:
     epochs_done: int
     img_per_s: float
     wall_s: float
+    out_of_time: bool = False
 
 
 def _strategy():
@@ -90,13 +91,14 @@ class _StepCallback:
     """Progress bar, NaN guard and step checkpoints; built lazily as a keras Callback."""
 
     @staticmethod
-    def make(gan, cfg: TrainConfig, ckpt_dir: Path, bar, epoch_box: list[int]):
+    def make(gan, cfg: TrainConfig, ckpt_dir: Path, bar, epoch_box: list[int], deadline: float | None = None):
         import keras
 
         class StepCallback(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
                 self.diverged: str | None = None
+                self.out_of_time = False
                 self.t0 = time.perf_counter()
                 self.steps = 0
 
@@ -113,6 +115,10 @@ class _StepCallback:
                 bar.update(1)
                 bar.set_postfix_str(f"epoch {epoch_box[0] + 1}/{cfg.epochs} d {float(logs['d_loss']):.3f} "
                                     f"g {float(logs['g_loss']):.3f} {img_s:.1f} img/s")
+                if deadline is not None and time.perf_counter() >= deadline:
+                    self.out_of_time = True
+                    gan.stop_training = True
+                    return
                 # The epoch's last step is checkpointed by the loop, after the epoch's files are written.
                 if cfg.steps_per_checkpoint > 0 and step % cfg.steps_per_checkpoint == 0 and step != epoch_box[1]:
                     try:
@@ -138,7 +144,8 @@ def _prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, command: list[str] | None = None,
-          progress: bool = True, data: TrainingData | None = None) -> TrainResult:
+          progress: bool = True, data: TrainingData | None = None,
+          time_budget_s: float | None = None) -> TrainResult:
     """Train (or resume) a run in `run_dir`.
 
     Args:
@@ -148,6 +155,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
         command: the command line, recorded in summary.json.
         progress: show a progress bar.
         data: preloaded training data (tests); read from cfg.data_dir when None.
+        time_budget_s: stop once the run's wall time (all sessions, data loading excluded) reaches this, mid-epoch
+            if need be; the stopping point is checkpointed, so --resume with a larger budget or more epochs goes on.
     """
     import keras
     import tensorflow as tf
@@ -199,14 +208,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
     fixed = _fixed_latents(cfg)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
     wall0 = time.perf_counter()
+    deadline = None
+    if time_budget_s is not None:
+        if time_budget_s <= 0:
+            raise UserError(f"the time budget must be positive, got {time_budget_s} s")
+        deadline = wall0 + time_budget_s - float(previous.get("wall_s", 0.0))
+        if deadline <= wall0:
+            log.info("the run has used its time budget (%.0f s of %.0f s); nothing to do",
+                     float(previous.get("wall_s", 0.0)), time_budget_s)
     train_s = 0.0
     images_this_session = 0
     epoch_box = [step // spe, 0]  # [epoch index, its last global step]
     bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=not progress,
                dynamic_ncols=True)
-    callback = _StepCallback.make(gan, cfg, ckpt_dir, bar, epoch_box)
+    callback = _StepCallback.make(gan, cfg, ckpt_dir, bar, epoch_box, deadline)
+    out_of_time = deadline is not None and deadline <= wall0
     try:
         for epoch in range(step // spe, cfg.epochs):
+            if out_of_time:
+                break
             first = max(step, epoch * spe)
             last = (epoch + 1) * spe
             epoch_box[:] = [epoch, last]
@@ -217,23 +237,36 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
                 raise _diverged(callback.diverged, ckpt_dir)
             epoch_s = time.perf_counter() - t0
             train_s += epoch_s
-            n_steps = last - first
+            reached = int(gan.global_step.numpy())
+            n_steps = reached - first
             images_this_session += n_steps * cfg.batch_size
-            step = last
-            _end_of_epoch(gan, cfg, run_dir, epoch + 1, step, n_steps * cfg.batch_size / epoch_s, fixed, writer,
-                          float(callback.model.d_loss_tracker.result()),
-                          float(callback.model.g_loss_tracker.result()))
+            step = reached
+            out_of_time = callback.out_of_time and step < last
+            if out_of_time:
+                # Stopped mid-epoch: the run's generator and samples show where it got to; no epoch row or snapshot.
+                _time_is_up(gan, run_dir, step, fixed, time_budget_s or 0.0)
+            else:
+                _end_of_epoch(gan, cfg, run_dir, epoch + 1, step, n_steps * cfg.batch_size / epoch_s, fixed, writer,
+                              float(callback.model.d_loss_tracker.result()),
+                              float(callback.model.g_loss_tracker.result()))
             wall_s = float(previous.get("wall_s", 0.0)) + time.perf_counter() - wall0
             images_seen = int(previous.get("images_seen", 0)) + images_this_session
-            run_folder.write_json_atomic(run_dir / run_folder.SUMMARY, {
+            summary = {
                 "steps": step,
-                "epochs_done": epoch + 1,
+                "epochs_done": epoch + (0 if out_of_time else 1),
+                "epochs_trained": round(step / spe, 3),
                 "images_seen": images_seen,
                 "img_per_s": round(images_this_session / max(train_s, 1e-9), 2),
                 "wall_s": round(wall_s, 2),
                 "data": {"dir": data.report.data_dir, "n_images": len(data.images), "classes": data.class_names},
                 "command": command or previous.get("command") or [],
-            })
+            }
+            if time_budget_s is not None:
+                summary["time_budget_s"] = time_budget_s
+            if out_of_time or (deadline is not None and time.perf_counter() >= deadline):
+                out_of_time = True
+                summary["stopped"] = "time budget"
+            run_folder.write_json_atomic(run_dir / run_folder.SUMMARY, summary)
             # Last, so a kill before it resumes from an earlier checkpoint and redoes the epoch's files too.
             try:
                 checkpoints.save_checkpoint(gan, ckpt_dir, cfg.keep_checkpoints)
@@ -244,7 +277,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
         writer.close()
     summary = run_folder.read_summary(run_dir) if (run_dir / run_folder.SUMMARY).is_file() else {}
     return TrainResult(run_dir, int(gan.global_step.numpy()), int(summary.get("epochs_done", 0)),
-                       float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)))
+                       float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)), out_of_time)
+
+
+def _time_is_up(gan, run_dir: Path, step: int, fixed: list[np.ndarray], budget_s: float) -> None:
+    generator = gan.exported_generator
+    images = run_folder.to_uint8(generator(fixed, training=False))
+    grid = run_folder.grid_image(images, cols=int(math.sqrt(SAMPLE_GRID_N)))
+    run_folder.write_png(run_dir / "samples" / f"step-{step:07d}.png", grid)
+    run_folder.save_generator_atomic(generator, run_dir / run_folder.GENERATOR)
+    log.info("time budget of %.0f s used up at step %d; stopping (resume with a larger budget to go on)",
+             budget_s, step)
 
 
 def _diverged(reason: str, ckpt_dir: Path) -> TrainingDiverged:

@@ -25,15 +25,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature-network folder (default: the shipped models/features or $ATELIER_FEATURES)")
     p.add_argument("--snapshot", default=None, metavar="EPOCH",
                    help="evaluate a kept epoch of a run (snapshots/epoch-NNNN) instead of generator.keras")
+    p.add_argument("--record", nargs="?", const="", default=None, metavar="BUNDLE",
+                   help="write the numbers into a bundle's manifest: a bundle's own under its quantization "
+                        "(--record), a run's float generator under 'float' (--record BUNDLE exported from it)")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
     from trainer.evaluate import EvalOptions, evaluate, format_table
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     options = EvalOptions(n=args.n, seed=args.seed, classes=classes, features_dir=args.features)
+    from atelier.errors import UserError
+
+    if args.record == "" and not (Path(args.model) / "manifest.json").is_file():
+        raise UserError("--record without a bundle records a bundle's own numbers; to record a run's float "
+                        "numbers, name the bundle exported from it: --record BUNDLE")
+    record_in = None if args.record is None else Path(args.record or args.model)
+    if record_in is not None:
+        from trainer.manifest_metrics import check_target
+
+        check_target(record_in)
     result = evaluate(args.model, args.data, options, out_dir=args.out, snapshot=args.snapshot)
     sys.stdout.write(format_table(result) + "\n")
+    if record_in is not None:
+        from trainer.manifest_metrics import record
+
+        key, model_id = record(record_in, result, args._command)
+        sys.stdout.write(f"recorded as evaluation.{key} in {record_in / 'manifest.json'} (model ID now {model_id})\n")
     return 0

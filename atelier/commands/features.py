@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.epochs = args.epochs
     if args.batch_size is not None:
         cfg.batch_size = args.batch_size
-    card = train_feature_net(args.data, args.out, cfg, command=["atelier", *sys.argv[1:]],
+    card = train_feature_net(args.data, args.out, cfg, command=args._command,
                              progress=not args.no_progress)
     sys.stdout.write(f"feature network: validation accuracy {card['val_accuracy']:.3f} "
                      f"({card['data']['n_validation']} pictures) -> {args.out}\n")

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
         batch_size=args.batch_size, seed=args.seed, eval_n=args.eval_n, features_dir=args.features,
         export=not args.no_export, bundle_out=args.bundle_out, fmt=args.fmt, progress=not args.no_progress,
-        command=["atelier", *sys.argv[1:]],
+        command=args._command,
     )
     result = finetune(args.from_run, args.captures, args.out, options)
     sys.stdout.write(f"fine-tuned run: {result.run_dir}\n")

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-checkpoint", type=int, default=None, help="checkpoint every N steps")
     p.add_argument("--keep-epochs", type=_int_list, default=None,
                    help="epochs whose generator is snapshotted for `atelier report` (default 1,10,50,100)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop when the run's wall time reaches this many minutes (mid-epoch if need be; "
+                        "checkpointed, so --resume with a larger budget goes on)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -62,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(epochs=args.epochs or 0)
     else:
         cfg = preset(args.preset, **overrides)
-    result = train(cfg, args.out, resume=args.resume, command=["atelier", *sys.argv[1:]],
-                   progress=not args.no_progress)
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise UserError(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
+    result = train(cfg, args.out, resume=args.resume, command=args._command,
+                   progress=not args.no_progress,
+                   time_budget_s=args.time_budget * 60 if args.time_budget is not None else None)
+    stopped = " (time budget used up)" if result.out_of_time else ""
     sys.stdout.write(f"trained {result.steps} steps ({result.epochs_done} epochs) at {result.img_per_s:.1f} "
-                     f"img/s -> {result.run_dir}\n")
+                     f"img/s in {result.wall_s:.0f} s{stopped} -> {result.run_dir}\n")
     return 0

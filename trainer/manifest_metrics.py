@@ -1,0 +1,112 @@
+"""Record an evaluation in a bundle's manifest, so a bundle says how good it is (float and quantized).
+
+`atelier evaluate BUNDLE --data D --record` stores the bundle's own numbers under
+`manifest["evaluation"]["<quantization>"]` (int8 or fp16); `atelier evaluate RUN_DIR --data D --record BUNDLE`
+stores the float generator's under `manifest["evaluation"]["float"]` after checking that BUNDLE was exported from
+that run (same training config). The model files are re-hashed and checked before the manifest is rewritten, so a
+damaged bundle is never blessed with numbers. Rewriting the manifest changes the bundle's model ID (the sha256 of
+manifest.json): the numbers are part of what the bundle is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from atelier.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RECORDED_ROWS = ("designs", "designs_matched", "heldout", "heldout_matched")
+
+
+def summary(result: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
+    """The part of an evaluation worth keeping in a manifest: the metric rows, class accuracy, copying test."""
+    rows = {k: result["rows"][k] for k in RECORDED_ROWS if k in result.get("rows", {})}
+    out: dict[str, Any] = {
+        "model": {k: v for k, v in result["model"].items() if k in ("kind", "path", "generator", "epoch",
+                                                                     "quantization", "batch", "backend")},
+        "data": {k: result["data"][k] for k in ("dir", "classes", "n_train", "n_heldout", "heldout")},
+        "latents": result["latents"],
+        "features_sha256": result["features"]["sha256"],
+        "rows": rows,
+        "class_accuracy": None,
+        "novelty": None,
+        "evaluated_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command or [],
+    }
+    acc = result.get("class_accuracy")
+    if acc is not None:
+        out["class_accuracy"] = {"designs": acc["designs"], "per_class": acc["per_class"],
+                                 "heldout": acc["heldout"]}
+    nov = result.get("novelty")
+    if nov is not None:
+        out["novelty"] = {k: nov[k] for k in ("share_closer", "z_u", "p_value", "flagged_share",
+                                              "design_dist_median", "heldout_dist_median")}
+    return out
+
+
+def check_target(bundle_dir: str | Path) -> None:
+    """Verify the bundle to record in before spending minutes on an evaluation (UserError if it is damaged)."""
+    from edge.bundle import BundleError, load_bundle
+
+    try:
+        load_bundle(bundle_dir)
+    except BundleError as exc:
+        raise UserError(f"--record: {exc}") from exc
+
+
+def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | None = None) -> tuple[str, str]:
+    """Write `result` (an evaluation of the bundle, or of the run it was exported from) into the bundle's manifest.
+
+    Returns:
+        (the key it was recorded under, the bundle's new model ID).
+
+    Raises:
+        UserError: the bundle does not verify, or the evaluated model is neither the bundle nor its run.
+    """
+    import json
+
+    from edge.bundle import BundleError, load_bundle, write_manifest
+    from trainer import run_folder
+
+    bundle_dir = Path(bundle_dir)
+    try:
+        bundle = load_bundle(bundle_dir)
+    except BundleError as exc:
+        raise UserError(f"--record: {exc}") from exc
+    model = result["model"]
+    if model["kind"] == "bundle":
+        if Path(model["path"]).resolve() != bundle_dir.resolve():
+            raise UserError(f"--record {bundle_dir}: the evaluated bundle is {model['path']}; record a bundle's "
+                            "numbers in that bundle (or evaluate its run folder to record the float numbers)")
+        if model.get("model_id") != bundle.model_id:
+            raise UserError(f"--record: {bundle_dir} changed while it was evaluated; evaluate it again")
+        key = bundle.quantization
+    elif model["kind"] == "run":
+        if model.get("generator") != run_folder.GENERATOR:
+            raise UserError("--record: a bundle is exported from a run's generator.keras, not from a snapshot; "
+                            "evaluate the run without --snapshot")
+        training = bundle.manifest.get("training") or {}
+        run_config = run_folder.read_config(Path(model["path"]))
+        if not isinstance(training, dict) or training.get("config") != run_config:
+            raise UserError(f"--record: {bundle_dir} was not exported from {model['path']} (its training config "
+                            "differs); record float numbers in a bundle exported from this run")
+        key = "float"
+    else:
+        raise UserError(f"--record: cannot record an evaluation of a {model['kind']!r}")
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    evaluation = manifest.get("evaluation")
+    evaluation = dict(evaluation) if isinstance(evaluation, dict) else {}
+    evaluation[key] = summary(result, command)
+    manifest["evaluation"] = evaluation
+    manifest.pop("files", None)
+    try:
+        write_manifest(bundle_dir, manifest)
+    except (BundleError, OSError) as exc:
+        raise UserError(f"--record: could not rewrite {bundle_dir / 'manifest.json'}: {exc}") from exc
+    new = load_bundle(bundle_dir)
+    log.info("recorded the %s evaluation in %s (model ID %s -> %s)", key, bundle_dir, bundle.model_id, new.model_id)
+    return key, new.model_id
