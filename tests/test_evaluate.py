@@ -38,6 +38,7 @@ def test_run_evaluation_has_every_metric_with_a_spread(run_result: dict):
     assert rows["designs"]["n"] == N
     assert rows["heldout"]["n"] == 15
     assert rows["designs_matched"]["n"] == 15  # the designs row again at the floor's sample size
+    assert rows["designs_vs_heldout"]["n"] == N and rows["train_vs_heldout"]["n"] == 57  # against the 15 held out
     for row in rows.values():
         for key in ("fcd", "kid", "precision", "recall"):
             assert np.isfinite(row[key]["value"]) and row[key]["spread"] >= 0, (key, row[key])
@@ -54,6 +55,9 @@ def test_a_two_epoch_generator_is_far_from_the_real_floor(run_result: dict):
     # Held-out garments are closer to the training garments than blobs from a 2-epoch tiny GAN.
     assert _value(rows["heldout"], "fcd") < _value(rows["designs_matched"], "fcd")
     assert _value(rows["heldout"], "kid") < _value(rows["designs"], "kid")
+    # ... and, against the held-out garments, than the training garments are.
+    assert _value(rows["train_vs_heldout"], "kid") < _value(rows["designs_vs_heldout"], "kid")
+    assert _value(rows["train_vs_heldout"], "fcd") < _value(rows["designs_vs_heldout"], "fcd")
 
 
 def test_evaluation_json_and_contact_sheet_are_written(run_result: dict):

@@ -519,3 +519,44 @@ def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle:
         assert worker.submit(z[:1]).result(timeout=120).shape == (1, 32, 32, 3)  # and it keeps serving
     finally:
         worker.stop()
+
+
+def test_lanes_make_the_same_pictures_as_one_interpreter_on_the_default_model() -> None:
+    # The shipped model (real 128 px convolutions, where XNNPACK's thread split matters) through the worker's
+    # lanes (single-threaded interpreters side by side) against one 2-thread interpreter, design by design.
+    bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "default")
+    reference = DesignGenerator(bundle, batch=1, num_threads=2)
+    z = reference.sample_latents(11, 123)
+    expected = np.concatenate([reference.generate(z[i : i + 1]) for i in range(len(z))])
+    for lanes in (2, 3):
+        worker = GenerationWorker(bundle, num_threads=2, lanes=lanes)
+        worker.start()
+        try:
+            assert len(worker._lanes) == lanes
+            assert np.array_equal(worker.submit(z).result(timeout=120), expected)
+            assert np.array_equal(worker.submit(z[:1]).result(timeout=120), expected[:1])  # a lone design
+        finally:
+            worker.stop()
+
+
+def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request(kiosk_bundle: Path) -> None:
+    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker.start()
+    try:
+        z = worker.sample_latents(4, 0)
+        threads: list[str] = []
+
+        def shape_and_thread(images: np.ndarray) -> tuple[int, ...]:
+            threads.append(threading.current_thread().name)
+            return images.shape
+
+        def broken(images: np.ndarray) -> None:
+            raise ValueError("cannot encode")
+
+        assert worker.submit(z, post=shape_and_thread).result(timeout=60) == (4, 32, 32, 3)
+        assert threads == ["generation-worker"]
+        with pytest.raises(ValueError, match="cannot encode"):
+            worker.submit(z[:2], post=broken).result(timeout=60)
+        assert worker.submit(z[:1]).result(timeout=60).shape == (1, 32, 32, 3)  # still serving
+    finally:
+        worker.stop()

@@ -331,6 +331,7 @@ class Evaluator:
     heldout_feats: np.ndarray = field(init=False)
     heldout_probs: np.ndarray = field(init=False)
     _floor: dict[str, Any] | None = field(init=False, default=None)
+    _train_vs_heldout: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.train_feats, _ = self.features(self.real.train)
@@ -359,6 +360,12 @@ class Evaluator:
             rows["designs_matched"] = _matched_row(self.train_feats, feats, m, self.seed)
         elif m > n:
             rows["heldout_matched"] = _matched_row(self.train_feats, self.heldout_feats, n, self.seed)
+        # The same against the held-out photos (the validation split): photos the model never saw. Few photos
+        # make FCD biased upwards, so compare it with its own floor, the training photos against them.
+        rows["designs_vs_heldout"] = _row(self.heldout_feats, feats, self.seed)
+        if self._train_vs_heldout is None:
+            self._train_vs_heldout = _row(self.heldout_feats, self.train_feats, self.seed)
+        rows["train_vs_heldout"] = self._train_vs_heldout
         result: dict[str, Any] = {"rows": rows, "class_accuracy": None, "novelty": None,
                                   "design_classes": self._histogram(probs)}
         if requested is not None:
@@ -606,6 +613,14 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         lines.append(f"{names[key]:<30} {row['n']:>5}  {_cell(row['fcd'], 2):>17}  {_cell(row['kid'], 2, 1000):>15}  "
                      f"{_cell(row['precision']):>13}  {_cell(row['recall']):>13}")
+    held = [("designs_vs_heldout", "designs"), ("train_vs_heldout", "training photos (floor)")]
+    if all(k in result["rows"] for k, _ in held):
+        lines.append(f"{'vs the held-out photos':<30}")
+        for key, name in held:
+            row = result["rows"][key]
+            lines.append(f"{name:<30} {row['n']:>5}  {_cell(row['fcd'], 2):>17}  "
+                         f"{_cell(row['kid'], 2, 1000):>15}  {_cell(row['precision']):>13}  "
+                         f"{_cell(row['recall']):>13}")
     lines.append("(± : FCD bootstrap std; KID std over subsets; precision/recall std over half-size subsets)")
     acc = result.get("class_accuracy")
     if acc is not None:

@@ -19,7 +19,8 @@ from atelier.errors import UserError
 
 log = logging.getLogger(__name__)
 
-RECORDED_ROWS = ("designs", "designs_matched", "heldout", "heldout_matched")
+RECORDED_ROWS = ("designs", "designs_matched", "heldout", "heldout_matched", "designs_vs_heldout",
+                 "train_vs_heldout")
 
 
 def summary(result: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:

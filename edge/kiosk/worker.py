@@ -7,7 +7,12 @@ Two paths, because XNNPACK's int8 kernels for batch 1 and batch 8 can round a fe
 here: up to 3 levels on 0.3 % of the pixels of the tiny model) and a design ID must regenerate bit-exactly:
 - exact (designs with an ID: grid, neighbours, mix, saved PNGs): always the bundle's *canonical* model, its
   smallest batch size, one design per row, so a design is the same picture whichever requests it was batched
-  with;
+  with. A batch of several designs is split across *lanes*: one single-threaded interpreter of the canonical
+  model per CPU thread, run side by side (the interpreter releases the GIL). On a 2-core CPU two 1-thread
+  interpreters make more designs per second than one 2-thread interpreter, whose threads mostly wait on each
+  other for a model this small; a lone design still gets the multi-threaded interpreter, the lowest latency.
+  XNNPACK splits work between threads by output tiles, so the thread count never changes a pixel (a test
+  checks it);
 - fast (attract-mode walk frames, which are shown once and never saved): split between the bundle's batch
   sizes by the latencies measured at warm-up (e.g. 11 frames = one batch-8 call + three batch-1 calls, or two
   batch-8 calls, whichever is quicker).
@@ -22,8 +27,9 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +55,8 @@ class _Job:
     z: np.ndarray
     class_ids: list[int] | None
     exact: bool
-    future: concurrent.futures.Future[np.ndarray] = field(default_factory=concurrent.futures.Future)
+    post: Callable[[np.ndarray], Any] | None = None
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
 class GenerationWorker:
@@ -62,6 +69,8 @@ class GenerationWorker:
         queue_limit: pending requests before `submit` raises WorkerBusyError.
         metrics: where latencies and counts are recorded.
         max_rows: most designs generated in one worker batch (whole requests are never split across batches).
+        lanes: single-threaded canonical interpreters that share a batch of exact designs (default: num_threads;
+            0 or 1 turns them off).
     """
 
     def __init__(
@@ -73,6 +82,7 @@ class GenerationWorker:
         queue_limit: int = 64,
         metrics: KioskMetrics | None = None,
         max_rows: int = 64,
+        lanes: int | None = None,
     ) -> None:
         from edge.designs import DesignGenerator
 
@@ -82,6 +92,12 @@ class GenerationWorker:
             b: DesignGenerator(bundle, batch=b, num_threads=num_threads, delegate=delegate)
             for b in bundle.batches
         }
+        lanes = num_threads if lanes is None else lanes
+        canonical = min(bundle.batches)
+        self._lanes = [DesignGenerator(bundle, batch=canonical, num_threads=1, delegate=delegate)
+                       for _ in range(lanes)] if lanes > 1 and delegate == "cpu" else []
+        self._lane_pool = (concurrent.futures.ThreadPoolExecutor(len(self._lanes) - 1, "generation-lane")
+                           if self._lanes else None)
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_limit)
         self._max_rows = max_rows
         self._latency_s: dict[int, float] = {}
@@ -126,6 +142,8 @@ class GenerationWorker:
             pass
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._lane_pool is not None:
+            self._lane_pool.shutdown(wait=False, cancel_futures=True)
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -159,7 +177,8 @@ class GenerationWorker:
         return min(self._generators)
 
     def submit(
-        self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True
+        self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True,
+        post: Callable[[np.ndarray], Any] | None = None,
     ) -> concurrent.futures.Future:
         """Queue designs for generation.
 
@@ -168,9 +187,11 @@ class GenerationWorker:
             class_ids: one class id per row for a conditional model, None otherwise.
             exact: make them with the canonical model (pictures that must match their design ID bit for bit);
                 False lets the worker use whichever batch size is quickest (attract-mode frames).
+            post: run on the pictures in the worker thread before the future is resolved (e.g. PNG encoding:
+                it saves the caller a second thread hop); its result is the future's, its exception the future's.
 
         Returns:
-            A future of uint8 (n, H, W, 3) RGB pictures.
+            A future of uint8 (n, H, W, 3) RGB pictures, or of what `post` made of them.
 
         Raises:
             WorkerBusyError: the queue is full.
@@ -178,7 +199,7 @@ class GenerationWorker:
         """
         if self._stopping or self._thread is None or not self._thread.is_alive():
             raise WorkerStoppedError("the generation worker is not running")
-        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact)
+        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -186,11 +207,12 @@ class GenerationWorker:
         return job.future
 
     async def generate(
-        self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True
-    ) -> np.ndarray:
-        """`submit` for async code: awaits the pictures without blocking the event loop."""
+        self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True,
+        post: Callable[[np.ndarray], Any] | None = None,
+    ) -> Any:
+        """`submit` for async code: awaits the pictures (or `post`'s result) without blocking the event loop."""
         t0 = time.perf_counter()
-        images = await asyncio.wrap_future(self.submit(z, class_ids, exact=exact))
+        images = await asyncio.wrap_future(self.submit(z, class_ids, exact=exact, post=post))
         self.metrics.request_seconds.observe(time.perf_counter() - t0)
         return images
 
@@ -240,7 +262,7 @@ class GenerationWorker:
                 classes = (None if group[0].class_ids is None
                            else [c for j in group for c in j.class_ids or []])
                 try:
-                    images = self._generate(z, classes, exact)
+                    images = self.generate_here(z, classes, exact)
                 except Exception as exc:  # fail these requests, keep the worker alive for the next ones
                     self._last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("event=generation_failed rows=%d", len(z))
@@ -250,8 +272,13 @@ class GenerationWorker:
                 rows += len(z)
                 start = 0
                 for j in group:
-                    j.future.set_result(images[start : start + len(j.z)])
+                    part = images[start : start + len(j.z)]
                     start += len(j.z)
+                    try:
+                        j.future.set_result(part if j.post is None else j.post(part))
+                    except Exception as exc:  # only this request fails
+                        log.exception("event=post_processing_failed rows=%d", len(part))
+                        j.future.set_exception(exc)
         finally:
             self._busy_since = None
         elapsed = time.perf_counter() - t0
@@ -261,9 +288,15 @@ class GenerationWorker:
         self.metrics.designs_generated.inc(rows)
         log.debug("event=batch requests=%d rows=%d ms=%.2f", len(jobs), rows, elapsed * 1000)
 
-    def _generate(self, z: np.ndarray, classes: list[int] | None, exact: bool) -> np.ndarray:
+    def generate_here(self, z: np.ndarray, classes: list[int] | None = None, exact: bool = True) -> np.ndarray:
+        """Make designs in the calling thread, as a worker batch would (no queue): what benchmarks compare with.
+
+        Safe beside a running worker (every interpreter has its own lock), but then the two take turns.
+        """
         if exact:
-            return self._generators[self.canonical_batch].generate(z, classes)
+            if len(z) < 2 or not self._lanes:
+                return self._generators[self.canonical_batch].generate(z, classes)
+            return self._generate_in_lanes(z, classes)
         out, start = [], 0
         for batch in self.plan(len(z)):
             stop = min(start + batch, len(z))
@@ -271,6 +304,19 @@ class GenerationWorker:
             out.append(self._generators[batch].generate(z[start:stop], part_classes))
             start = stop
         return np.concatenate(out)
+
+
+    def _generate_in_lanes(self, z: np.ndarray, classes: list[int] | None) -> np.ndarray:
+        assert self._lane_pool is not None
+        parts = np.array_split(np.arange(len(z)), min(len(self._lanes), len(z)))
+        lanes = self._lanes[: len(parts)]
+
+        def run(lane, rows: np.ndarray) -> np.ndarray:
+            return lane.generate(z[rows], None if classes is None else [classes[i] for i in rows])
+
+        others = [self._lane_pool.submit(run, lane, rows) for lane, rows in zip(lanes[1:], parts[1:], strict=True)]
+        first = run(lanes[0], parts[0])  # this thread is a lane too
+        return np.concatenate([first, *(f.result() for f in others)])
 
 
 def _plan(rows: int, sizes_desc: list[int], latency_s: dict[int, float]) -> list[int]:
