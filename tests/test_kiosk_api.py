@@ -23,7 +23,7 @@ from edge.kiosk.config import KioskConfig
 from edge.kiosk.latents import LatentResolver, parse_design_id
 from edge.kiosk.server import BackgroundServer, bind_socket
 from edge.kiosk.service import KioskService
-from edge.kiosk.worker import GenerationWorker, WorkerBusyError
+from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError
 
 MAX_DESIGNS = 24
 
@@ -560,3 +560,48 @@ def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request
         assert worker.submit(z[:1]).result(timeout=60).shape == (1, 32, 32, 3)  # still serving
     finally:
         worker.stop()
+
+
+def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle: Path) -> None:
+    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker.start()
+    z = worker.sample_latents(3000, 0)
+    busy = worker.submit(z)
+    deadline = time.monotonic() + 30
+    while worker.status()["busy_s"] is None and not busy.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    waiting, gone = worker.submit(z[:1]), worker.submit(z[:2])
+    assert gone.cancel()
+    worker.stop(timeout_s=120)  # must not raise on the cancelled one
+    assert busy.result(timeout=1).shape == (3000, 32, 32, 3)  # the running batch finished
+    assert waiting.result(timeout=1).shape == (1, 32, 32, 3)  # so did what was queued (a hot swap relies on it)
+    assert gone.cancelled()
+    with pytest.raises(WorkerStoppedError):
+        worker.submit(z[:1])
+
+
+def test_requests_left_in_the_queue_when_stop_gives_up_fail_clearly(kiosk_bundle: Path) -> None:
+    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker.start()
+    z = worker.sample_latents(3000, 0)
+    busy = worker.submit(z)
+    deadline = time.monotonic() + 30
+    while worker.status()["busy_s"] is None and not busy.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    queued = [worker.submit(z) for _ in range(3)]
+    assert queued[1].cancel()
+    worker.stop(timeout_s=0.001)  # gives up waiting at once: what is still queued is failed, not left hanging
+    outcomes = []
+    for future in (queued[0], queued[2]):
+        try:
+            outcomes.append(future.result(timeout=120).shape)
+        except WorkerStoppedError as exc:
+            outcomes.append(str(exc))
+    assert "kiosk is shutting down" in outcomes[-1]  # the last one cannot have run before stop() gave up
+    assert queued[1].cancelled()
+    assert busy.result(timeout=120).shape == (3000, 32, 32, 3)
+    assert worker._thread is not None
+    worker._thread.join(120)
+    assert not worker._thread.is_alive()  # it ended after its batch instead of waiting on the queue forever

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import queue
 import threading
@@ -134,7 +135,8 @@ class GenerationWorker:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop after the current batch; pending requests fail with WorkerStoppedError."""
+        """Finish the requests queued so far, then stop (new ones are refused); any still queued after
+        `timeout_s` fail with WorkerStoppedError, except those cancelled meanwhile."""
         self._stopping = True
         try:
             self._queue.put_nowait(None)
@@ -142,15 +144,19 @@ class GenerationWorker:
             pass
         if self._thread is not None:
             self._thread.join(timeout_s)
-        if self._lane_pool is not None:
-            self._lane_pool.shutdown(wait=False, cancel_futures=True)
+        elif self._lane_pool is not None:  # never started; otherwise the worker thread shuts its lanes down
+            self._lane_pool.shutdown(wait=False)
         while True:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None and not job.future.done():
-                job.future.set_exception(WorkerStoppedError("kiosk is shutting down"))
+            if job is not None:
+                _fail_stopped(job)
+        try:  # the marker was drained too: a worker thread still busy ends after its batch
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
 
     def healthy(self) -> bool:
         """True while the thread runs and no batch has been running for more than STUCK_AFTER_S."""
@@ -226,9 +232,16 @@ class GenerationWorker:
         return _plan(rows, sizes, self._latency_s)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if self._lane_pool is not None:
+                self._lane_pool.shutdown(wait=False)
+
+    def _serve(self) -> None:
         while True:
             job = self._queue.get()
-            if job is None:
+            if job is None:  # the stop marker comes after whatever was queued before stop()
                 return
             jobs, rows = [job], len(job.z)
             while rows < self._max_rows:
@@ -270,15 +283,8 @@ class GenerationWorker:
                         j.future.set_exception(exc)
                     continue
                 rows += len(z)
-                start = 0
-                for j in group:
-                    part = images[start : start + len(j.z)]
-                    start += len(j.z)
-                    try:
-                        j.future.set_result(part if j.post is None else j.post(part))
-                    except Exception as exc:  # only this request fails
-                        log.exception("event=post_processing_failed rows=%d", len(part))
-                        j.future.set_exception(exc)
+                bounds = np.cumsum([0, *(len(j.z) for j in group)])
+                self._finish(group, [images[a:b] for a, b in itertools.pairwise(bounds)])
         finally:
             self._busy_since = None
         elapsed = time.perf_counter() - t0
@@ -287,6 +293,25 @@ class GenerationWorker:
         self.metrics.batch_designs.observe(rows)
         self.metrics.designs_generated.inc(rows)
         log.debug("event=batch requests=%d rows=%d ms=%.2f", len(jobs), rows, elapsed * 1000)
+
+    def _finish(self, jobs: list[_Job], parts: list[np.ndarray]) -> None:
+        """Resolve each job with its pictures or its `post` of them; the posts (PNG encoding) of the second half
+        of the jobs run on the lanes' pool, beside this thread, as the generation did."""
+        def resolve(job: _Job, part: np.ndarray) -> None:
+            try:
+                job.future.set_result(part if job.post is None else job.post(part))
+            except Exception as exc:  # only this request fails
+                log.exception("event=post_processing_failed rows=%d", len(part))
+                job.future.set_exception(exc)
+
+        pool = self._lane_pool
+        split = len(jobs) // 2 if pool is not None and sum(j.post is not None for j in jobs) > 1 else len(jobs)
+        others = [pool.submit(resolve, j, part) for j, part in zip(jobs[split:], parts[split:], strict=True)
+                  ] if pool is not None else []
+        for j, part in zip(jobs[:split], parts[:split], strict=True):
+            resolve(j, part)
+        for f in others:
+            f.result()
 
     def generate_here(self, z: np.ndarray, classes: list[int] | None = None, exact: bool = True) -> np.ndarray:
         """Make designs in the calling thread, as a worker batch would (no queue): what benchmarks compare with.
@@ -317,6 +342,12 @@ class GenerationWorker:
         others = [self._lane_pool.submit(run, lane, rows) for lane, rows in zip(lanes[1:], parts[1:], strict=True)]
         first = run(lanes[0], parts[0])  # this thread is a lane too
         return np.concatenate([first, *(f.result() for f in others)])
+
+
+def _fail_stopped(job: _Job) -> None:
+    # A future cancelled meanwhile (its client went away) is skipped: set_exception on it would raise.
+    if job.future.set_running_or_notify_cancel():
+        job.future.set_exception(WorkerStoppedError("kiosk is shutting down"))
 
 
 def _plan(rows: int, sizes_desc: list[int], latency_s: dict[int, float]) -> list[int]:
