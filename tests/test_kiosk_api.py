@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -480,16 +480,22 @@ def test_a_dead_worker_makes_healthz_503_and_requests_503(kiosk_bundle: Path) ->
         srv.stop()
 
 
+def _keep_busy(worker: GenerationWorker) -> tuple[np.ndarray, Future]:
+    """Submit 3000 designs and wait until the worker has taken them off the queue: the next ones wait in it."""
+    z = worker.sample_latents(3000, 0)
+    busy = worker.submit(z)
+    deadline = time.monotonic() + 30
+    while worker.status()["busy_s"] is None and not busy.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    return z, busy
+
+
 def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
     worker = GenerationWorker(load_bundle(kiosk_bundle), queue_limit=1)
     worker.start()
     try:
-        z = worker.sample_latents(3000, 0)
-        busy = worker.submit(z)  # keeps the worker busy for a while
-        deadline = time.monotonic() + 30
-        while worker.status()["busy_s"] is None and not busy.done():  # the worker has taken it off the queue
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        z, busy = _keep_busy(worker)
         waiting = worker.submit(z[:1])  # the one queue slot
         with pytest.raises(WorkerBusyError):
             worker.submit(z[:1])
@@ -503,12 +509,7 @@ def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle:
     worker = GenerationWorker(load_bundle(kiosk_bundle))
     worker.start()
     try:
-        z = worker.sample_latents(3000, 0)
-        busy = worker.submit(z)  # keeps the worker busy while the next ones wait in the queue
-        deadline = time.monotonic() + 30
-        while worker.status()["busy_s"] is None and not busy.done():
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        z, busy = _keep_busy(worker)
         # What wrap_future does when the request's asyncio task is cancelled (the client went away).
         abandoned = worker.submit(z[:2])
         assert abandoned.cancel()
@@ -565,12 +566,7 @@ def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request
 def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle: Path) -> None:
     worker = GenerationWorker(load_bundle(kiosk_bundle))
     worker.start()
-    z = worker.sample_latents(3000, 0)
-    busy = worker.submit(z)
-    deadline = time.monotonic() + 30
-    while worker.status()["busy_s"] is None and not busy.done():
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    z, busy = _keep_busy(worker)
     waiting, gone = worker.submit(z[:1]), worker.submit(z[:2])
     assert gone.cancel()
     worker.stop(timeout_s=120)  # must not raise on the cancelled one
@@ -584,12 +580,7 @@ def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle
 def test_requests_left_in_the_queue_when_stop_gives_up_fail_clearly(kiosk_bundle: Path) -> None:
     worker = GenerationWorker(load_bundle(kiosk_bundle))
     worker.start()
-    z = worker.sample_latents(3000, 0)
-    busy = worker.submit(z)
-    deadline = time.monotonic() + 30
-    while worker.status()["busy_s"] is None and not busy.done():
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    z, busy = _keep_busy(worker)
     queued = [worker.submit(z) for _ in range(3)]
     assert queued[1].cancel()
     worker.stop(timeout_s=0.001)  # gives up waiting at once: what is still queued is failed, not left hanging
