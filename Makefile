@@ -31,7 +31,7 @@ test: $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev-installed
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/atelier bench
 
 # The kiosk on the committed default bundle (models/default) with a synthetic camera. While models/default is
 # missing, a quick demo bundle (tiny model on procedural garments; needs the [train] extra) is made once in build/.

@@ -16,4 +16,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kiosk",
     "capture",
     "finetune",
+    "bench",
 )
