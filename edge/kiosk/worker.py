@@ -330,7 +330,6 @@ class GenerationWorker:
             start = stop
         return np.concatenate(out)
 
-
     def _generate_in_lanes(self, z: np.ndarray, classes: list[int] | None) -> np.ndarray:
         assert self._lane_pool is not None
         parts = np.array_split(np.arange(len(z)), min(len(self._lanes), len(z)))
