@@ -1,0 +1,59 @@
+"""The committed default bundle (models/default): it verifies, fits the budgets, says how it was made and how good
+it is, and makes designs with the edge runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import load_bundle
+from edge.designs import DesignGenerator
+
+DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+EDGE_TPU_WEIGHT_CACHE_BYTES = 8 * 1024 * 1024  # the Edge TPU keeps about 8 MB of weights on chip
+
+
+def test_default_bundle_verifies_and_fits_the_budgets() -> None:
+    bundle = load_bundle(DEFAULT)  # format, fields, size and sha256 of every file
+    assert bundle.quantization == "int8" and bundle.preset == "edge" and bundle.size_px == 128
+    files = bundle.manifest["files"]
+    assert sum(f["bytes"] for f in files.values()) <= EDGE_TPU_WEIGHT_CACHE_BYTES
+    assert all(f["bytes"] <= EDGE_TPU_WEIGHT_CACHE_BYTES / 4 for f in files.values())  # each model alone: ~1.6 MB
+    lint = bundle.manifest["edgetpu_lint"]["models"]
+    assert all(m["edgetpu_ready"] and not m["issues"] for m in lint.values())
+    assert bundle.manifest["parity"]["passed"] and bundle.manifest["parity"]["worst_psnr_db"] >= 30
+
+
+def test_default_manifest_records_how_it_was_made_and_how_good_it_is() -> None:
+    manifest = load_bundle(DEFAULT).manifest
+    summary = manifest["training"]["summary"]
+    assert summary["command"][:2] == ["atelier", "train"] and "--preset" in summary["command"]
+    assert summary["steps"] > 1000 and summary["wall_s"] > 600 and summary["data"]["n_images"] >= 795
+    assert manifest["export"]["command"][:2] == ["atelier", "export"]
+    evaluation = manifest["evaluation"]
+    assert set(evaluation) == {"float", "int8"}
+    for key, numbers in evaluation.items():
+        assert numbers["command"][:2] == ["atelier", "evaluate"] and "--record" in numbers["command"], key
+        assert numbers["latents"]["n"] >= 1000, key
+        designs, floor = numbers["rows"]["designs"], numbers["rows"]["heldout"]
+        for metric in ("fcd", "kid", "precision", "recall"):
+            assert np.isfinite(designs[metric]["value"]) and designs[metric]["spread"] >= 0, (key, metric)
+        # A trained model: well away from noise, and not below what real photos score.
+        assert floor["fcd"]["value"] < designs["fcd"]["value"] < 10, key
+        assert numbers["novelty"]["share_closer"]["value"] < 0.5, key  # it does not copy its training photos
+    # int8 costs little: FCD within 15 % of the float generator on the same latents.
+    fcd_float = evaluation["float"]["rows"]["designs"]["fcd"]["value"]
+    fcd_int8 = evaluation["int8"]["rows"]["designs"]["fcd"]["value"]
+    assert evaluation["float"]["latents"] == evaluation["int8"]["latents"]
+    assert abs(fcd_int8 - fcd_float) <= 0.15 * fcd_float
+
+
+def test_default_bundle_makes_varied_designs_without_tensorflow_parts() -> None:
+    bundle = load_bundle(DEFAULT)
+    gen = DesignGenerator(bundle, batch=1)
+    classes = None if bundle.class_names is None else [0, 1, 2, 3]
+    designs = gen.generate(gen.sample_latents(4, 7), classes)
+    assert designs.shape == (4, 128, 128, 3) and designs.dtype == np.uint8
+    assert len({d.tobytes() for d in designs}) == 4
+    assert all(d.std() > 10 for d in designs)  # pictures, not flat grey
