@@ -607,20 +607,18 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     names = {"designs": "designs", "designs_matched": "designs (n matched)",
              "heldout": "held-out photos (floor)", "heldout_matched": "held-out photos (n matched)"}
+    def table_line(name: str, row: dict[str, Any]) -> str:
+        return (f"{name:<30} {row['n']:>5}  {_cell(row['fcd'], 2):>17}  {_cell(row['kid'], 2, 1000):>15}  "
+                f"{_cell(row['precision']):>13}  {_cell(row['recall']):>13}")
+
     for key in ("designs", "designs_matched", "heldout", "heldout_matched"):
         row = result["rows"].get(key)
-        if row is None:
-            continue
-        lines.append(f"{names[key]:<30} {row['n']:>5}  {_cell(row['fcd'], 2):>17}  {_cell(row['kid'], 2, 1000):>15}  "
-                     f"{_cell(row['precision']):>13}  {_cell(row['recall']):>13}")
+        if row is not None:
+            lines.append(table_line(names[key], row))
     held = [("designs_vs_heldout", "designs"), ("train_vs_heldout", "training photos (floor)")]
     if all(k in result["rows"] for k, _ in held):
         lines.append(f"{'vs the held-out photos':<30}")
-        for key, name in held:
-            row = result["rows"][key]
-            lines.append(f"{name:<30} {row['n']:>5}  {_cell(row['fcd'], 2):>17}  "
-                         f"{_cell(row['kid'], 2, 1000):>15}  {_cell(row['precision']):>13}  "
-                         f"{_cell(row['recall']):>13}")
+        lines.extend(table_line(name, result["rows"][key]) for key, name in held)
     lines.append("(± : FCD bootstrap std; KID std over subsets; precision/recall std over half-size subsets)")
     acc = result.get("class_accuracy")
     if acc is not None:

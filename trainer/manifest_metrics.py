@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atelier.errors import UserError
+
+if TYPE_CHECKING:
+    from edge.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +52,16 @@ def summary(result: dict[str, Any], command: list[str] | None = None) -> dict[st
     return out
 
 
-def check_target(bundle_dir: str | Path) -> None:
-    """Verify the bundle to record in before spending minutes on an evaluation (UserError if it is damaged)."""
+def check_target(bundle_dir: str | Path) -> Bundle:
+    """Verify the bundle to record in (before spending minutes on an evaluation, and again before writing).
+
+    Raises:
+        UserError: it is not a bundle, or it is damaged.
+    """
     from edge.bundle import BundleError, load_bundle
 
     try:
-        load_bundle(bundle_dir)
+        return load_bundle(bundle_dir)
     except BundleError as exc:
         raise UserError(f"--record: {exc}") from exc
 
@@ -68,16 +75,11 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
     Raises:
         UserError: the bundle does not verify, or the evaluated model is neither the bundle nor its run.
     """
-    import json
-
-    from edge.bundle import BundleError, load_bundle, write_manifest
+    from edge.bundle import BundleError, write_manifest
     from trainer import run_folder
 
     bundle_dir = Path(bundle_dir)
-    try:
-        bundle = load_bundle(bundle_dir)
-    except BundleError as exc:
-        raise UserError(f"--record: {exc}") from exc
+    bundle = check_target(bundle_dir)
     model = result["model"]
     if model["kind"] == "bundle":
         if Path(model["path"]).resolve() != bundle_dir.resolve():
@@ -98,7 +100,7 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
         key = "float"
     else:
         raise UserError(f"--record: cannot record an evaluation of a {model['kind']!r}")
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest = dict(bundle.manifest)  # as verified just now; only top-level keys are replaced
     evaluation = manifest.get("evaluation")
     evaluation = dict(evaluation) if isinstance(evaluation, dict) else {}
     evaluation[key] = summary(result, command)
@@ -108,6 +110,6 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
         write_manifest(bundle_dir, manifest)
     except (BundleError, OSError) as exc:
         raise UserError(f"--record: could not rewrite {bundle_dir / 'manifest.json'}: {exc}") from exc
-    new = load_bundle(bundle_dir)
+    new = check_target(bundle_dir)  # what the kiosk will read: verified, and its new model ID
     log.info("recorded the %s evaluation in %s (model ID %s -> %s)", key, bundle_dir, bundle.model_id, new.model_id)
     return key, new.model_id

@@ -241,9 +241,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
             n_steps = reached - first
             images_this_session += n_steps * cfg.batch_size
             step = reached
-            out_of_time = callback.out_of_time and step < last
-            if out_of_time:
-                # Stopped mid-epoch: the run's generator and samples show where it got to; no epoch row or snapshot.
+            mid_epoch = step < last  # only the time budget stops an epoch early
+            if mid_epoch:
+                # The run's generator and samples show where it got to; no epoch row or snapshot.
                 _time_is_up(gan, run_dir, step, fixed, time_budget_s or 0.0)
             else:
                 _end_of_epoch(gan, cfg, run_dir, epoch + 1, step, n_steps * cfg.batch_size / epoch_s, fixed, writer,
@@ -253,7 +253,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
             images_seen = int(previous.get("images_seen", 0)) + images_this_session
             summary = {
                 "steps": step,
-                "epochs_done": epoch + (0 if out_of_time else 1),
+                "epochs_done": epoch + (0 if mid_epoch else 1),
                 "epochs_trained": round(step / spe, 3),
                 "images_seen": images_seen,
                 "img_per_s": round(images_this_session / max(train_s, 1e-9), 2),
@@ -263,8 +263,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
             }
             if time_budget_s is not None:
                 summary["time_budget_s"] = time_budget_s
-            if out_of_time or (deadline is not None and time.perf_counter() >= deadline):
-                out_of_time = True
+            # The budget may also run out while the epoch's files are written: then no next epoch starts.
+            out_of_time = mid_epoch or (deadline is not None and time.perf_counter() >= deadline)
+            if out_of_time:
                 summary["stopped"] = "time budget"
             run_folder.write_json_atomic(run_dir / run_folder.SUMMARY, summary)
             # Last, so a kill before it resumes from an earlier checkpoint and redoes the epoch's files too.
@@ -280,12 +281,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
                        float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)), out_of_time)
 
 
-def _time_is_up(gan, run_dir: Path, step: int, fixed: list[np.ndarray], budget_s: float) -> None:
+def _write_samples(gan, run_dir: Path, name: str, fixed: list[np.ndarray]) -> np.ndarray:
+    """The sample grid of the fixed latents as samples/NAME.png and the run's generator.keras; the grid."""
     generator = gan.exported_generator
     images = run_folder.to_uint8(generator(fixed, training=False))
     grid = run_folder.grid_image(images, cols=int(math.sqrt(SAMPLE_GRID_N)))
-    run_folder.write_png(run_dir / "samples" / f"step-{step:07d}.png", grid)
+    run_folder.write_png(run_dir / "samples" / f"{name}.png", grid)
     run_folder.save_generator_atomic(generator, run_dir / run_folder.GENERATOR)
+    return grid
+
+
+def _time_is_up(gan, run_dir: Path, step: int, fixed: list[np.ndarray], budget_s: float) -> None:
+    _write_samples(gan, run_dir, f"step-{step:07d}", fixed)
     log.info("time budget of %.0f s used up at step %d; stopping (resume with a larger budget to go on)",
              budget_s, step)
 
@@ -302,10 +309,7 @@ def _end_of_epoch(gan, cfg: TrainConfig, run_dir: Path, epoch: int, step: int, i
                   fixed: list[np.ndarray], writer, d_loss: float, g_loss: float) -> None:
     import tensorflow as tf
 
-    generator = gan.exported_generator
-    images = run_folder.to_uint8(generator(fixed, training=False))
-    grid = run_folder.grid_image(images, cols=int(math.sqrt(SAMPLE_GRID_N)))
-    run_folder.write_png(run_dir / "samples" / f"epoch-{epoch:04d}.png", grid)
+    grid = _write_samples(gan, run_dir, f"epoch-{epoch:04d}", fixed)
     row = {"epoch": epoch, "step": step, "d_loss": round(d_loss, 5), "g_loss": round(g_loss, 5),
            "img_per_s": round(img_per_s, 2), "time": time.time()}
     with open(run_dir / run_folder.METRICS, "a") as fh:
@@ -316,9 +320,8 @@ def _end_of_epoch(gan, cfg: TrainConfig, run_dir: Path, epoch: int, step: int, i
         tf.summary.scalar("img_per_s", img_per_s)
         tf.summary.image("samples", grid[None], max_outputs=1)
     writer.flush()
-    run_folder.save_generator_atomic(generator, run_dir / run_folder.GENERATOR)
     if epoch in cfg.keep_epochs or epoch == cfg.epochs:
-        run_folder.save_generator_atomic(generator, run_dir / "snapshots" / f"epoch-{epoch:04d}" /
+        run_folder.save_generator_atomic(gan.exported_generator, run_dir / "snapshots" / f"epoch-{epoch:04d}" /
                                          run_folder.GENERATOR)
     run_folder.plot_losses(run_folder.read_metrics(run_dir), run_dir / "loss_curve.png")
     log.info("epoch %d: d_loss %.4f g_loss %.4f, %.1f img/s", epoch, d_loss, g_loss, img_per_s)

@@ -34,25 +34,21 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from atelier.errors import UserError
     from trainer.evaluate import EvalOptions, evaluate, format_table
+    from trainer.manifest_metrics import check_target, record
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     options = EvalOptions(n=args.n, seed=args.seed, classes=classes, features_dir=args.features)
-    from atelier.errors import UserError
-
     if args.record == "" and not (Path(args.model) / "manifest.json").is_file():
         raise UserError("--record without a bundle records a bundle's own numbers; to record a run's float "
                         "numbers, name the bundle exported from it: --record BUNDLE")
     record_in = None if args.record is None else Path(args.record or args.model)
     if record_in is not None:
-        from trainer.manifest_metrics import check_target
-
         check_target(record_in)
     result = evaluate(args.model, args.data, options, out_dir=args.out, snapshot=args.snapshot)
     sys.stdout.write(format_table(result) + "\n")
     if record_in is not None:
-        from trainer.manifest_metrics import record
-
         key, model_id = record(record_in, result, args._command)
         sys.stdout.write(f"recorded as evaluation.{key} in {record_in / 'manifest.json'} (model ID now {model_id})\n")
     return 0
