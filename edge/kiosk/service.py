@@ -8,6 +8,7 @@ status and a message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import threading
@@ -58,7 +59,8 @@ class _ErrorRecord:
     t: float
 
 
-def _png_params(compress: bool) -> list[int]:
+@functools.cache  # made once per kind: encode_png runs for every design served
+def _png_params(compress: bool) -> tuple[int, ...]:
     import cv2
 
     if not compress:
@@ -68,11 +70,11 @@ def _png_params(compress: bool) -> list[int]:
         params = [cv2.IMWRITE_PNG_COMPRESSION, 0]
         if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
             params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-        return params
+        return tuple(params)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
     if hasattr(cv2, "IMWRITE_PNG_FILTER"):
         params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    return params
+    return tuple(params)
 
 
 def encode_png(rgb: np.ndarray, *, compress: bool = False) -> bytes:

@@ -304,14 +304,14 @@ class GenerationWorker:
                 log.exception("event=post_processing_failed rows=%d", len(part))
                 job.future.set_exception(exc)
 
-        pool = self._lane_pool
-        split = len(jobs) // 2 if pool is not None and sum(j.post is not None for j in jobs) > 1 else len(jobs)
-        others = [pool.submit(resolve, j, part) for j, part in zip(jobs[split:], parts[split:], strict=True)
-                  ] if pool is not None else []
-        for j, part in zip(jobs[:split], parts[:split], strict=True):
-            resolve(j, part)
-        for f in others:
-            f.result()
+        def resolve_all(pairs: list[tuple[_Job, np.ndarray]]) -> None:
+            for job, part in pairs:
+                resolve(job, part)
+
+        pairs = list(zip(jobs, parts, strict=True))
+        split = len(jobs) // 2 if self._lanes and sum(j.post is not None for j in jobs) > 1 else len(jobs)
+        halves = [pairs[:split], pairs[split:]] if split < len(pairs) else [pairs]
+        self._side_by_side([lambda h=h: resolve_all(h) for h in halves])
 
     def generate_here(self, z: np.ndarray, classes: list[int] | None = None, exact: bool = True) -> np.ndarray:
         """Make designs in the calling thread, as a worker batch would (no queue): what benchmarks compare with.
@@ -331,16 +331,21 @@ class GenerationWorker:
         return np.concatenate(out)
 
     def _generate_in_lanes(self, z: np.ndarray, classes: list[int] | None) -> np.ndarray:
-        assert self._lane_pool is not None
         parts = np.array_split(np.arange(len(z)), min(len(self._lanes), len(z)))
-        lanes = self._lanes[: len(parts)]
 
-        def run(lane, rows: np.ndarray) -> np.ndarray:
-            return lane.generate(z[rows], None if classes is None else [classes[i] for i in rows])
+        def run(lane, rows: np.ndarray) -> Callable[[], np.ndarray]:
+            return lambda: lane.generate(z[rows], None if classes is None else [classes[i] for i in rows])
 
-        others = [self._lane_pool.submit(run, lane, rows) for lane, rows in zip(lanes[1:], parts[1:], strict=True)]
-        first = run(lanes[0], parts[0])  # this thread is a lane too
-        return np.concatenate([first, *(f.result() for f in others)])
+        tasks = [run(lane, rows) for lane, rows in zip(self._lanes[: len(parts)], parts, strict=True)]
+        return np.concatenate(self._side_by_side(tasks))
+
+    def _side_by_side(self, tasks: list[Callable[[], Any]]) -> list[Any]:
+        """Run the first task in this thread (it is a lane too) and the others on the lanes' pool; their results."""
+        if self._lane_pool is None:
+            return [task() for task in tasks]
+        others = [self._lane_pool.submit(task) for task in tasks[1:]]
+        first = tasks[0]()
+        return [first, *(f.result() for f in others)]
 
 
 def _fail_stopped(job: _Job) -> None:
