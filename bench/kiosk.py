@@ -2,7 +2,7 @@
 
 The kiosk (`atelier kiosk`, a separate process, no camera) serves the `edge` generator exported as an int8
 bundle with the real exporter (untrained: speed does not depend on the weights), or the bundle given with
---bundle. Closed-loop loopback clients (threads with keep-alive connections) POST /api/generate for 1 or 8
+--bundle. Closed-loop loopback clients (threads with lean keep-alive connections) POST /api/generate for 1 or 8
 designs (new random seeds, so nothing comes from the cache), 1, 4 and 16 clients at a time; p50/p99 latency
 per request is reported beside the raw interpreter latency of the same work measured in this run
 (`DesignGenerator` on the canonical batch-1 model: what the kiosk runs for designs with an ID).
@@ -11,11 +11,11 @@ Server overhead at p50 = p50 / (clients x raw p50) - 1: with one interpreter, c 
 best c raw calls each, so that is the latency a zero-overhead server would give. Negative means the server
 did better than serial raw calls. Goal: <= 20 % at 16 clients.
 
-The kiosk does better than one interpreter on purpose: it batches the requests in flight into one worker pass
-and splits the batch across lanes (one single-threaded interpreter per CPU thread, side by side). So a second
-baseline is printed, "lanes": the same clients x n designs made by the worker's own code in this process, with
-no HTTP, no queue and no PNG. The overhead against it is the cost of serving alone (HTTP, JSON, the thread
-hop, PNG encoding), with the execution strategy factored out.
+The kiosk can do better than one interpreter on purpose: it splits the requests in flight across lanes (one
+single-threaded interpreter per CPU thread, each taking the next part off the queue). So a second baseline is
+printed, "lanes": the same clients x n designs made by two 1-thread interpreters side by side in this
+process, with no HTTP, no queue and no PNG. The overhead against it is the cost of serving alone (HTTP, JSON,
+the thread hops, PNG encoding), with the execution strategy factored out.
 
 Attract mode: frames/s of one client fetching 8-frame walk strips back to back as the page does; goal >= 10
 frames/s.
@@ -26,15 +26,16 @@ Usage: .venv/bin/python bench/kiosk.py [--bundle DIR] [--seconds S]
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -71,30 +72,37 @@ def export_edge_bundle(tmp: Path) -> Path:
 
 
 class RawInterpreter:
-    """The interpreter alone, in this process: the exact path (batch-1 model) for 1 or 8 designs, and the
-    batch-8 model (the attract walk's fast path)."""
+    """The interpreter alone, in this process: the exact path (batch-1 model) for 1 or 8 designs, the batch-8
+    model (the one-thread worker's attract walk), and the kiosk's lanes (1-thread interpreters side by side)."""
 
-    def __init__(self, bundle_dir: Path) -> None:
+    def __init__(self, bundle_dir: Path, lanes: int = 2) -> None:
         from edge.bundle import load_bundle
         from edge.designs import DesignGenerator
-        from edge.kiosk.worker import GenerationWorker
 
         bundle = load_bundle(bundle_dir)
         gen1 = DesignGenerator(bundle, batch=1)
         gen8 = DesignGenerator(bundle, batch=max(bundle.batches))
         self.cases = {"1": (gen1, 1), "8": (gen1, 8), "b8-model": (gen8, max(bundle.batches))}
-        self.worker = GenerationWorker(bundle)  # never started: its lanes, called directly
+        self.lanes = [DesignGenerator(bundle, batch=min(bundle.batches), num_threads=1) for _ in range(lanes)]
+        self.pool = ThreadPoolExecutor(lanes)
 
     def lanes_latencies(self, n: int, seconds: float) -> list[float]:
-        """Seconds to make n exact designs with the worker's lanes in this thread (no queue, no HTTP)."""
-        z = self.worker.sample_latents(n, 0)
+        """Seconds to make n exact designs on the lanes, each making its share (no queue, no HTTP, no PNG)."""
+        z = self.lanes[0].sample_latents(n, 0)
+        shares = [rows for rows in np.array_split(np.arange(n), len(self.lanes)) if len(rows)]
+
+        def once() -> None:
+            lanes = self.lanes[: len(shares)]  # fewer designs than lanes: some lanes have none
+            for f in [self.pool.submit(lane.generate, z[rows]) for lane, rows in zip(lanes, shares, strict=True)]:
+                f.result()
+
         for _ in range(3):
-            self.worker.generate_here(z)
+            once()
         times: list[float] = []
         stop_at = time.perf_counter() + seconds
         while time.perf_counter() < stop_at or len(times) < 10:
             t0 = time.perf_counter()
-            self.worker.generate_here(z)
+            once()
             times.append(time.perf_counter() - t0)
         return times
 
@@ -129,12 +137,51 @@ def start_kiosk(bundle_dir: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the kiosk did not start")
 
 
-def load(url: str, clients: int, n: int, seconds: float) -> list[float]:
-    """Closed loop: each client POSTs /api/generate for n designs until the time is up; request latencies.
+class _KeepAliveClient:
+    """A minimal HTTP/1.1 keep-alive client on a raw socket: one request out, status and Content-Length in.
 
-    The clients use http.client (keep-alive) rather than httpx: they share the 2 cores with the server, and
-    the lighter client takes less of the CPU the measurement is about.
+    The load clients share the 2 cores with the server they measure, so they should take as little of them as
+    possible (the job `wrk` does elsewhere): http.client parses every reply's headers with the email package and
+    cost 0.2 ms of CPU a request here, which showed up as 3-5 points of server overhead at 16 clients.
     """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host = host.encode()
+        self.buffer = b""
+
+    def post_json(self, path: str, body: dict) -> bytes:
+        data = json.dumps(body).encode()
+        self.sock.sendall(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host, len(data), data))
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self.buffer += self._recv()
+        head = self.buffer[:end]
+        if not head.startswith(b"HTTP/1.1 200 "):
+            status_line = head.split(b"\r\n", 1)[0]
+            raise RuntimeError(f"{path} answered {status_line!r}")
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+        if length is None:
+            raise RuntimeError(f"{path} answered without a Content-Length")
+        stop = end + 4 + int(length[1])
+        while len(self.buffer) < stop:
+            self.buffer += self._recv()
+        reply, self.buffer = self.buffer[end + 4 : stop], self.buffer[stop:]
+        return reply
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("the kiosk closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def load(url: str, clients: int, n: int, seconds: float) -> list[float]:
+    """Closed loop: each client POSTs /api/generate for n designs until the time is up; request latencies."""
     latencies: list[float] = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -143,20 +190,13 @@ def load(url: str, clients: int, n: int, seconds: float) -> list[float]:
     def client(k: int) -> None:
         rng = np.random.default_rng(k)
         mine = []
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        headers = {"Content-Type": "application/json"}
-
-        def post(body: dict) -> None:
-            conn.request("POST", "/api/generate", json.dumps(body), headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"/api/generate answered {response.status}")
-
-        post({"n": n})  # connect and warm
+        conn = _KeepAliveClient(host, int(port))
+        first = json.loads(conn.post_json("/api/generate", {"n": n}))  # connect, warm, and check the reply
+        if len(first["designs"]) != n:
+            raise RuntimeError(f"asked for {n} designs, got {len(first['designs'])}")
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            post({"n": n, "seed": int(rng.integers(2**32))})
+            conn.post_json("/api/generate", {"n": n, "seed": int(rng.integers(2**32))})
             mine.append(time.perf_counter() - t0)
         conn.close()
         with lock:

@@ -152,13 +152,13 @@ class KioskMetrics:
     def __init__(self) -> None:
         self.registry = Registry()
         self.generation_seconds = self.registry.add(Histogram(
-            "atelier_generation_seconds", "Wall time of one interpreter batch in the generation worker.",
+            "atelier_generation_seconds", "Wall time of one generation pass (a lane's part of a request, or a batch).",
             LATENCY_BUCKETS_S))
         self.request_seconds = self.registry.add(Histogram(
             "atelier_request_seconds", "Wall time of a design request, queueing included.",
             LATENCY_BUCKETS_S))
         self.batch_designs = self.registry.add(Histogram(
-            "atelier_batch_designs", "Designs generated per worker batch (requests batched together).",
+            "atelier_batch_designs", "Designs generated per generation pass.",
             (1, 2, 4, 8, 16, 32, 64)))
         self.designs_served = self.registry.add(Counter(
             "atelier_designs_served_total", "Design pictures sent to clients.", ("route",)))

@@ -12,9 +12,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from atelier.errors import UserError
 from edge import sd_notify
@@ -83,11 +84,62 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class _CoalescingTransport:
+    """A connection's transport that sends a response's head and body in one write.
+
+    uvicorn writes the status line and headers as soon as the app starts its response, then the body: two
+    send() calls, two TCP segments and two wake-ups of the client for every small JSON reply. Here a write is
+    held until the next one joins it (a plain response writes its body in the same event-loop step), or until
+    the loop's next turn at the latest, so a streamed response's head is never held longer than that.
+    Everything else is the real transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            held, self._held = self._held, None
+            self._transport.write(held + data)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        self.write(b"".join(chunks))
+
+    def flush(self) -> None:
+        """Send what is held (nothing followed it in time)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a `_CoalescingTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
 def _uvicorn_config(app: object) -> uvicorn.Config:
     # Our own access log (structured, in AccessLogMiddleware); endless MJPEG streams get 2 s to end.
     # No proxy sits in front of a kiosk (it binds loopback), so no X-Forwarded-* handling on every request.
     return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2,
-                          server_header=False, proxy_headers=False)
+                          server_header=False, proxy_headers=False, http=_HttpProtocol)
 
 
 def serve(config: KioskConfig) -> int:

@@ -1,30 +1,37 @@
-"""The generation worker: one thread owns the interpreters, so the event loop never waits on a model.
+"""The generation worker: threads that own the interpreters, so the event loop never waits on a model.
 
-Requests are queued (bounded: a full queue is refused, never grown) and the worker drains whatever is waiting
-into one batch before it runs the interpreter, so concurrent requests are served in one pass.
+Requests are queued (bounded: a full queue is refused, never grown) and run by the worker's threads.
 
-Two paths, because XNNPACK's int8 kernels for batch 1 and batch 8 can round a few pixels differently (measured
-here: up to 3 levels on 0.3 % of the pixels of the tiny model) and a design ID must regenerate bit-exactly:
-- exact (designs with an ID: grid, neighbours, mix, saved PNGs): always the bundle's *canonical* model, its
-  smallest batch size, one design per row, so a design is the same picture whichever requests it was batched
-  with. A batch of several designs is split across *lanes*: one single-threaded interpreter of the canonical
-  model per CPU thread, run side by side (the interpreter releases the GIL). On a 2-core CPU two 1-thread
-  interpreters make more designs per second than one 2-thread interpreter, whose threads mostly wait on each
-  other for a model this small; a lone design still gets the multi-threaded interpreter, the lowest latency.
-  XNNPACK splits work between threads by output tiles, so the thread count never changes a pixel (a test
-  checks it);
-- fast (attract-mode walk frames, which are shown once and never saved): split between the bundle's batch
-  sizes by the latencies measured at warm-up (e.g. 11 frames = one batch-8 call + three batch-1 calls, or two
-  batch-8 calls, whichever is quicker).
+Two ways to run, chosen at start:
+- lanes (the CPU delegate with two or more threads, the default): one thread per CPU thread ("lane"), each with
+  its own single-threaded interpreter of the bundle's *canonical* model (its smallest batch, one design per
+  row). A request is split into one part per lane, and every lane takes the next part off the queue as soon as
+  it is done with its own: nothing waits for a whole batch to end, so under load every core keeps generating.
+  On a 2-core CPU two 1-thread interpreters make more designs per second than one 2-thread interpreter, whose
+  threads wait on each other for a model this small. A lone design on a quiet kiosk (its request and the one
+  before found every lane idle and nothing queued) runs on a multi-threaded interpreter instead, the lowest
+  latency, while the other lanes wait. XNNPACK splits work between threads by output tiles, so neither the
+  lane nor the thread count changes a pixel (a test checks it): every design is made by the canonical model
+  and matches its design ID bit for bit;
+- one thread (other delegates, or a single thread): it drains whatever is queued into one batch. Two paths,
+  because XNNPACK's int8 kernels for batch 1 and batch 8 can round a few pixels differently (measured here: up
+  to 3 levels on 0.3 % of the pixels of the tiny model) and a design ID must regenerate bit-exactly:
+  - exact (designs with an ID: grid, neighbours, mix, saved PNGs): the canonical model, one design per row;
+  - fast (attract-mode walk frames, which are shown once and never saved): split between the bundle's batch
+    sizes by the latencies measured at warm-up (e.g. 11 frames = one batch-8 call + three batch-1 calls, or two
+    batch-8 calls, whichever is quicker).
+
+A request's `post` (PNG encoding) runs in the thread that finishes its last part, once that thread counts as
+idle again, and an asyncio caller is woken with one `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import OrderedDict
@@ -51,27 +58,52 @@ class WorkerStoppedError(RuntimeError):
     """The worker is not running (shutting down, or it died)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
+    """One request: its latents, its pictures as the parts fill them in, and how it is answered."""
+
     z: np.ndarray
     class_ids: list[int] | None
     exact: bool
     post: Callable[[np.ndarray], Any] | None = None
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    waiter: asyncio.Future[Any] | None = None  # an asyncio caller's future, resolved on its loop
+    parts_left: int = 1
+    started: bool = False  # a part was taken: the future is running and can no longer be cancelled
+    dropped: bool = False  # cancelled while queued: its parts are skipped
+    images: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class _Part:
+    """Rows start:stop of a job, run by one lane (the whole job on the one-thread worker)."""
+
+    job: _Job
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def classes(self) -> list[int] | None:
+        ids = self.job.class_ids
+        return None if ids is None else ids[self.start : self.stop]
 
 
 class GenerationWorker:
-    """Runs a bundle's generators in a background thread, batching the requests that arrive together.
+    """Runs a bundle's generators in background threads (see the module docstring for lanes and batching).
 
     Args:
         bundle: the verified bundle.
-        num_threads: interpreter threads per model.
+        num_threads: interpreter threads per model (and lanes, by default).
         delegate: interpreter delegate ("cpu", "gpu", "edgetpu"; see edge.litert).
-        queue_limit: pending requests before `submit` raises WorkerBusyError.
+        queue_limit: requests waiting before `submit` raises WorkerBusyError.
         metrics: where latencies and counts are recorded.
-        max_rows: most designs generated in one worker batch (whole requests are never split across batches).
-        lanes: single-threaded canonical interpreters that share a batch of exact designs (default: num_threads;
-            0 or 1 turns them off).
+        max_rows: most designs the one-thread worker drains into one batch (a request is never split there).
+        lanes: single-threaded canonical interpreters, each run by its own thread (default: num_threads; 0 or 1
+            turns them off, as does a delegate other than "cpu").
     """
 
     def __init__(
@@ -89,21 +121,24 @@ class GenerationWorker:
 
         self.bundle = bundle
         self.metrics = metrics or KioskMetrics()
-        self._generators = {
-            b: DesignGenerator(bundle, batch=b, num_threads=num_threads, delegate=delegate)
-            for b in bundle.batches
-        }
-        lanes = num_threads if lanes is None else lanes
         canonical = min(bundle.batches)
+        lanes = num_threads if lanes is None else lanes
         self._lanes = [DesignGenerator(bundle, batch=canonical, num_threads=1, delegate=delegate)
                        for _ in range(lanes)] if lanes > 1 and delegate == "cpu" else []
-        self._lane_pool = (concurrent.futures.ThreadPoolExecutor(len(self._lanes) - 1, "generation-lane")
-                           if self._lanes else None)
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_limit)
+        # With lanes only the canonical model is needed (for a lone design, on every thread); without, all.
+        sizes = [canonical] if self._lanes else list(bundle.batches)
+        self._generators = {b: DesignGenerator(bundle, batch=b, num_threads=num_threads, delegate=delegate)
+                            for b in sizes}
+        self._parts: collections.deque[_Part] = collections.deque()
+        self._cv = threading.Condition()
+        self._queued_jobs = 0  # jobs with a part not yet taken (what queue_limit bounds)
+        self._queue_limit = queue_limit
         self._max_rows = max_rows
+        self._running: dict[int, float] = {}  # thread index -> monotonic start of the part it runs
+        self._exclusive = False  # a lone design runs on the multi-threaded interpreter: lanes wait
+        self._was_quiet = False  # the previous part found every lane idle and nothing queued
         self._latency_s: dict[int, float] = {}
-        self._thread: threading.Thread | None = None
-        self._busy_since: float | None = None
+        self._threads: list[threading.Thread] = []
         self._last_error: str | None = None
         self._stopping = False
         self.batches_run = 0
@@ -111,76 +146,79 @@ class GenerationWorker:
     @property
     def backend(self) -> str:
         """The interpreter runtime in use (ai_edge_litert, tflite_runtime or tensorflow)."""
-        gen = self._generators[min(self._generators)]
+        gen = self._generators[self.canonical_batch]
         return str(getattr(gen, "backend", "unknown"))
+
+    @property
+    def canonical_batch(self) -> int:
+        """The batch size of the model every exact design is made with (the bundle's smallest)."""
+        return min(self.bundle.batches)
+
+    @property
+    def lanes(self) -> int:
+        """Lanes in use (0: one thread drains the queue into batches)."""
+        return len(self._lanes)
 
     def sample_latents(self, n: int, seed: int) -> np.ndarray:
         """The model's prior: float32 (n, z_dim) from `np.random.default_rng(seed)` (DesignGenerator's)."""
-        return self._generators[min(self._generators)].sample_latents(n, seed)
+        return self._generators[self.canonical_batch].sample_latents(n, seed)
 
     def start(self) -> None:
-        """Warm every model up (measuring its latency for batch planning) and start the worker thread."""
+        """Warm every interpreter up (measuring the latencies batch planning uses) and start the threads."""
         for batch, gen in self._generators.items():
-            z = gen.sample_latents(batch, 0)
-            classes = [0] * batch if self.bundle.conditional else None
-            timings = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                gen.generate(z, classes)
-                timings.append(time.perf_counter() - t0)
-            self._latency_s[batch] = float(np.median(timings))
-        log.info("event=worker_warm latency_ms=%s",
+            self._latency_s[batch] = _warm(gen, batch)
+        for lane in self._lanes:
+            _warm(lane, self.canonical_batch)
+        log.info("event=worker_warm lanes=%d latency_ms=%s", len(self._lanes),
                  {b: round(t * 1000, 2) for b, t in sorted(self._latency_s.items())})
-        self._thread = threading.Thread(target=self._run, name="generation-worker", daemon=True)
-        self._thread.start()
+        for k in range(max(1, len(self._lanes))):
+            thread = threading.Thread(target=self._serve, args=(k,), name=f"generation-{k}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Finish the requests queued so far, then stop (new ones are refused); any still queued after
-        `timeout_s` fail with WorkerStoppedError, except those cancelled meanwhile."""
-        self._stopping = True
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        elif self._lane_pool is not None:  # never started; otherwise the worker thread shuts its lanes down
-            self._lane_pool.shutdown(wait=False)
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                _fail_stopped(job)
-        try:  # the marker was drained too: a worker thread still busy ends after its batch
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
+        `timeout_s` fail with WorkerStoppedError, except those cancelled meanwhile. A thread still busy then
+        ends after its part."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cv:
+            left, self._parts = list(self._parts), collections.deque()
+        stopped = WorkerStoppedError("kiosk is shutting down")
+        for part in left:
+            if self._part_done(part, stopped):
+                _answer(part.job)
 
     def healthy(self) -> bool:
-        """True while the thread runs and no batch has been running for more than STUCK_AFTER_S."""
-        alive = self._thread is not None and self._thread.is_alive()
-        busy = self._busy_since
-        return alive and (busy is None or time.monotonic() - busy < STUCK_AFTER_S)
+        """True while every thread runs and none has been on one part for more than STUCK_AFTER_S."""
+        busy = self._busy_s()
+        return self._alive() and (busy is None or busy < STUCK_AFTER_S)
 
     def status(self) -> dict[str, object]:
-        """Queue depth, liveness and the batch latencies measured at warm-up (for /healthz)."""
-        busy = self._busy_since
+        """Queue depth, liveness and the latencies measured at warm-up (for /healthz)."""
+        busy = self._busy_s()
         return {
-            "alive": self._thread is not None and self._thread.is_alive(),
+            "alive": self._alive(),
             "healthy": self.healthy(),
-            "queued": self._queue.qsize(),
-            "busy_s": None if busy is None else round(time.monotonic() - busy, 3),
+            "lanes": len(self._lanes),
+            "queued": self._queued_jobs,
+            "busy_s": None if busy is None else round(busy, 3),
             "batches_run": self.batches_run,
             "warm_latency_ms": {str(b): round(t * 1000, 3) for b, t in sorted(self._latency_s.items())},
             "last_error": self._last_error,
         }
 
-    @property
-    def canonical_batch(self) -> int:
-        """The batch size of the model every exact design is made with (the bundle's smallest)."""
-        return min(self._generators)
+    def _alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def _busy_s(self) -> float | None:
+        """Seconds the longest-running part has been running (None when every thread is idle)."""
+        starts = list(self._running.values())
+        return time.monotonic() - min(starts) if starts else None
 
     def submit(
         self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True,
@@ -192,8 +230,9 @@ class GenerationWorker:
             z: float32 (n, z_dim) latents.
             class_ids: one class id per row for a conditional model, None otherwise.
             exact: make them with the canonical model (pictures that must match their design ID bit for bit);
-                False lets the worker use whichever batch size is quickest (attract-mode frames).
-            post: run on the pictures in the worker thread before the future is resolved (e.g. PNG encoding:
+                False lets the one-thread worker use whichever batch size is quickest (attract-mode frames;
+                lanes always make exact pictures).
+            post: run on the pictures in a worker thread before the future is resolved (e.g. PNG encoding:
                 it saves the caller a second thread hop); its result is the future's, its exception the future's.
 
         Returns:
@@ -203,24 +242,47 @@ class GenerationWorker:
             WorkerBusyError: the queue is full.
             WorkerStoppedError: the worker is not running.
         """
-        if self._stopping or self._thread is None or not self._thread.is_alive():
-            raise WorkerStoppedError("the generation worker is not running")
-        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise WorkerBusyError("the kiosk is busy; try again in a moment") from None
-        return job.future
+        return self._submit(_Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids),
+                                 exact, post)).future
 
     async def generate(
         self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True,
         post: Callable[[np.ndarray], Any] | None = None,
     ) -> Any:
-        """`submit` for async code: awaits the pictures (or `post`'s result) without blocking the event loop."""
+        """`submit` for async code: awaits the pictures (or `post`'s result) without blocking the event loop.
+
+        A cancelled caller (its client went away) takes its request off the queue if it has not started.
+        """
         t0 = time.perf_counter()
-        images = await asyncio.wrap_future(self.submit(z, class_ids, exact=exact, post=post))
+        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
+                   waiter=asyncio.get_running_loop().create_future())
+        self._submit(job)
+        assert job.waiter is not None
+        try:
+            result = await job.waiter
+        except asyncio.CancelledError:
+            job.future.cancel()  # refused once a part has started: that part's result is dropped
+            raise
         self.metrics.request_seconds.observe(time.perf_counter() - t0)
-        return images
+        return result
+
+    def _submit(self, job: _Job) -> _Job:
+        n = len(job.z)
+        if n == 0:
+            raise ValueError("no latents to generate from")
+        # Lanes share a request between them (one part each); the one-thread worker takes it whole.
+        k = min(n, len(self._lanes)) if self._lanes else 1
+        bounds = [round(i * n / k) for i in range(k + 1)]
+        job.parts_left = k
+        with self._cv:
+            if self._stopping or not self._alive():
+                raise WorkerStoppedError("the generation worker is not running")
+            if self._queued_jobs >= self._queue_limit:
+                raise WorkerBusyError("the kiosk is busy; try again in a moment")
+            self._queued_jobs += 1
+            self._parts.extend(_Part(job, a, b) for a, b in itertools.pairwise(bounds))
+            self._cv.notify(k)
+        return job
 
     def plan(self, rows: int) -> list[int]:
         """Split `rows` designs into model calls: a list of batch sizes, largest first (a call may be padded).
@@ -231,97 +293,116 @@ class GenerationWorker:
         sizes = sorted(self._latency_s, reverse=True)
         return _plan(rows, sizes, self._latency_s)
 
-    def _run(self) -> None:
-        try:
-            self._serve()
-        finally:
-            if self._lane_pool is not None:
-                self._lane_pool.shutdown(wait=False)
+    # The threads -----------------------------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self, k: int) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:  # the stop marker comes after whatever was queued before stop()
-                return
-            jobs, rows = [job], len(job.z)
-            while rows < self._max_rows:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put_nowait(None)  # keep the stop marker for the outer loop
-                    break
-                jobs.append(nxt)
-                rows += len(nxt.z)
-            self._run_batch(jobs)
+            with self._cv:
+                while self._exclusive or not self._parts:
+                    if self._stopping and not self._parts:
+                        return
+                    self._cv.wait()
+                parts = self._take()
+                if not parts:  # all cancelled while queued
+                    continue
+                solo = False
+                if self._lanes:
+                    quiet = not self._parts and not self._running
+                    solo = quiet and self._was_quiet and len(parts[0].job.z) == 1
+                    self._was_quiet = quiet
+                    self._exclusive = solo
+                self._running[k] = time.monotonic()
+            finished: list[_Job] = []
+            try:
+                finished = self._run(parts, k, solo)
+            finally:
+                with self._cv:
+                    del self._running[k]
+                    self.batches_run += 1
+                    if solo:
+                        self._exclusive = False
+                        self._cv.notify_all()
+            for job in finished:  # after this thread counts as idle: an answer can bring the next request
+                _answer(job)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        # A request whose future was cancelled while queued (its asyncio task was cancelled: wrap_future passes
-        # that on) is dropped here; the rest are marked running, so they can no longer be cancelled and
-        # set_result/set_exception below cannot raise InvalidStateError and kill this thread.
-        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
-        if not jobs:
-            return
-        self._busy_since = time.monotonic()
+    def _take(self) -> list[_Part]:
+        """Under the lock: the next part (lanes) or every queued request up to max_rows (one thread), started;
+        parts of requests cancelled while queued are dropped."""
+        taken: list[_Part] = []
+        rows = 0
+        while self._parts and (not taken or (not self._lanes and rows < self._max_rows)):
+            part = self._parts.popleft()
+            job = part.job
+            if not job.started:
+                self._queued_jobs -= 1 if not job.dropped else 0
+                job.dropped = job.dropped or not job.future.set_running_or_notify_cancel()
+                job.started = not job.dropped
+            if job.dropped:
+                continue
+            taken.append(part)
+            rows += part.rows
+        return taken
+
+    def _run(self, parts: list[_Part], k: int, solo: bool) -> list[_Job]:
+        """Generate the parts' designs; the jobs this finished (to be answered)."""
         t0 = time.perf_counter()
         rows = 0
-        try:
-            for exact in (True, False):
-                group = [j for j in jobs if j.exact == exact]
-                if not group:
-                    continue
-                z = np.concatenate([j.z for j in group])
-                classes = (None if group[0].class_ids is None
-                           else [c for j in group for c in j.class_ids or []])
-                try:
-                    images = self.generate_here(z, classes, exact)
-                except Exception as exc:  # fail these requests, keep the worker alive for the next ones
-                    self._last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("event=generation_failed rows=%d", len(z))
-                    for j in group:
-                        j.future.set_exception(exc)
-                    continue
-                rows += len(z)
-                bounds = np.cumsum([0, *(len(j.z) for j in group)])
-                self._finish(group, [images[a:b] for a, b in itertools.pairwise(bounds)])
-        finally:
-            self._busy_since = None
+        finished: list[_Job] = []
+        for exact in (True, False):
+            group = [p for p in parts if p.job.exact == exact]
+            if not group:
+                continue
+            z = np.concatenate([p.job.z[p.start : p.stop] for p in group])
+            classes = None if group[0].job.class_ids is None else [c for p in group for c in p.classes() or []]
+            try:
+                if self._lanes:
+                    gen = self._generators[self.canonical_batch] if solo else self._lanes[k]
+                    images = gen.generate(z, classes)
+                else:
+                    images = self._generate_batch(z, classes, exact)
+            except Exception as exc:  # fail these requests, keep the worker alive for the next ones
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("event=generation_failed rows=%d", len(z))
+                finished += [p.job for p in group if self._part_done(p, exc)]
+                continue
+            rows += len(z)
+            offsets = np.cumsum([0, *(p.rows for p in group)])
+            for p, a, b in zip(group, offsets[:-1], offsets[1:], strict=True):
+                if self._part_done(p, None, images[a:b]):
+                    finished.append(p.job)
         elapsed = time.perf_counter() - t0
-        self.batches_run += 1
         self.metrics.generation_seconds.observe(elapsed)
         self.metrics.batch_designs.observe(rows)
         self.metrics.designs_generated.inc(rows)
-        log.debug("event=batch requests=%d rows=%d ms=%.2f", len(jobs), rows, elapsed * 1000)
+        log.debug("event=batch thread=%d parts=%d rows=%d solo=%s ms=%.2f", k, len(parts), rows, solo,
+                  elapsed * 1000)
+        return finished
 
-    def _finish(self, jobs: list[_Job], parts: list[np.ndarray]) -> None:
-        """Resolve each job with its pictures or its `post` of them; the posts (PNG encoding) of the second half
-        of the jobs run on the lanes' pool, beside this thread, as the generation did."""
-        def resolve(job: _Job, part: np.ndarray) -> None:
-            try:
-                job.future.set_result(part if job.post is None else job.post(part))
-            except Exception as exc:  # only this request fails
-                log.exception("event=post_processing_failed rows=%d", len(part))
-                job.future.set_exception(exc)
+    def _part_done(self, part: _Part, error: BaseException | None, images: np.ndarray | None = None) -> bool:
+        """Record a part's pictures (or its failure); True if that finished its job, which the caller answers."""
+        job = part.job
+        if images is not None:
+            if job.images is None and part.rows == len(job.z):
+                job.images = images
+            else:
+                with self._cv:
+                    if job.images is None:
+                        job.images = np.empty((len(job.z), *images.shape[1:]), images.dtype)
+                job.images[part.start : part.stop] = images
+        with self._cv:
+            job.error = job.error or error
+            job.parts_left -= 1
+            last = job.parts_left == 0
+            if not job.started and not job.dropped:  # failed before any part ran (stop gave up)
+                self._queued_jobs -= 1
+                job.dropped = True
+                job.started = job.future.set_running_or_notify_cancel()
+        return last and job.started
 
-        def resolve_all(pairs: list[tuple[_Job, np.ndarray]]) -> None:
-            for job, part in pairs:
-                resolve(job, part)
-
-        pairs = list(zip(jobs, parts, strict=True))
-        split = len(jobs) // 2 if self._lanes and sum(j.post is not None for j in jobs) > 1 else len(jobs)
-        halves = [pairs[:split], pairs[split:]] if split < len(pairs) else [pairs]
-        self._side_by_side([lambda h=h: resolve_all(h) for h in halves])
-
-    def generate_here(self, z: np.ndarray, classes: list[int] | None = None, exact: bool = True) -> np.ndarray:
-        """Make designs in the calling thread, as a worker batch would (no queue): what benchmarks compare with.
-
-        Safe beside a running worker (every interpreter has its own lock), but then the two take turns.
-        """
+    def _generate_batch(self, z: np.ndarray, classes: list[int] | None, exact: bool) -> np.ndarray:
+        """The one-thread worker's batch: the canonical model for exact designs, else the quickest plan."""
         if exact:
-            if len(z) < 2 or not self._lanes:
-                return self._generators[self.canonical_batch].generate(z, classes)
-            return self._generate_in_lanes(z, classes)
+            return self._generators[self.canonical_batch].generate(z, classes)
         out, start = [], 0
         for batch in self.plan(len(z)):
             stop = min(start + batch, len(z))
@@ -330,28 +411,47 @@ class GenerationWorker:
             start = stop
         return np.concatenate(out)
 
-    def _generate_in_lanes(self, z: np.ndarray, classes: list[int] | None) -> np.ndarray:
-        parts = np.array_split(np.arange(len(z)), min(len(self._lanes), len(z)))
 
-        def run(lane, rows: np.ndarray) -> Callable[[], np.ndarray]:
-            return lambda: lane.generate(z[rows], None if classes is None else [classes[i] for i in rows])
-
-        tasks = [run(lane, rows) for lane, rows in zip(self._lanes[: len(parts)], parts, strict=True)]
-        return np.concatenate(self._side_by_side(tasks))
-
-    def _side_by_side(self, tasks: list[Callable[[], Any]]) -> list[Any]:
-        """Run the first task in this thread (it is a lane too) and the others on the lanes' pool; their results."""
-        if self._lane_pool is None:
-            return [task() for task in tasks]
-        others = [self._lane_pool.submit(task) for task in tasks[1:]]
-        first = tasks[0]()
-        return [first, *(f.result() for f in others)]
+def _warm(gen: Any, batch: int) -> float:
+    """Three calls of a generator on a full batch; the median seconds."""
+    z = gen.sample_latents(batch, 0)
+    classes = [0] * batch if gen.bundle.conditional else None
+    timings = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        gen.generate(z, classes)
+        timings.append(time.perf_counter() - t0)
+    return float(np.median(timings))
 
 
-def _fail_stopped(job: _Job) -> None:
-    # A future cancelled meanwhile (its client went away) is skipped: set_exception on it would raise.
-    if job.future.set_running_or_notify_cancel():
-        job.future.set_exception(WorkerStoppedError("kiosk is shutting down"))
+def _answer(job: _Job) -> None:
+    """Resolve a finished job's future with its pictures, its `post` of them, or its error; wake its caller."""
+    if job.error is None:
+        assert job.images is not None
+        try:
+            job.future.set_result(job.images if job.post is None else job.post(job.images))
+        except Exception as exc:  # only this request fails
+            log.exception("event=post_processing_failed rows=%d", len(job.z))
+            job.future.set_exception(exc)
+    else:
+        job.future.set_exception(job.error)
+    if job.waiter is not None:
+        try:
+            job.waiter.get_loop().call_soon_threadsafe(_wake, job)
+        except RuntimeError:  # the caller's event loop has closed: nobody is waiting
+            pass
+
+
+def _wake(job: _Job) -> None:
+    """On the caller's event loop: pass the job's outcome to its waiter (unless the caller gave up)."""
+    waiter = job.waiter
+    if waiter is None or waiter.done():
+        return
+    exc = job.future.exception()
+    if exc is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(job.future.result())
 
 
 def _plan(rows: int, sizes_desc: list[int], latency_s: dict[int, float]) -> list[int]:
