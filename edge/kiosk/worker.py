@@ -332,16 +332,20 @@ class GenerationWorker:
         rows = 0
         while self._parts and (not taken or (not self._lanes and rows < self._max_rows)):
             part = self._parts.popleft()
-            job = part.job
-            if not job.started:
-                self._queued_jobs -= 1 if not job.dropped else 0
-                job.dropped = job.dropped or not job.future.set_running_or_notify_cancel()
-                job.started = not job.dropped
-            if job.dropped:
+            self._start(part.job)
+            if part.job.dropped:
                 continue
             taken.append(part)
             rows += part.rows
         return taken
+
+    def _start(self, job: _Job) -> None:
+        """Under the lock, at a job's first part taken (or failed by stop): it leaves the queue count and its
+        future runs, or it is dropped if it was cancelled while queued."""
+        if not (job.started or job.dropped):
+            self._queued_jobs -= 1
+            job.started = job.future.set_running_or_notify_cancel()
+            job.dropped = not job.started
 
     def _run(self, parts: list[_Part], k: int, solo: bool) -> list[_Job]:
         """Generate the parts' designs; the jobs this finished (to be answered)."""
@@ -392,12 +396,8 @@ class GenerationWorker:
         with self._cv:
             job.error = job.error or error
             job.parts_left -= 1
-            last = job.parts_left == 0
-            if not job.started and not job.dropped:  # failed before any part ran (stop gave up)
-                self._queued_jobs -= 1
-                job.dropped = True
-                job.started = job.future.set_running_or_notify_cancel()
-        return last and job.started
+            self._start(job)  # a no-op unless stop gave up before any of its parts ran
+            return job.parts_left == 0 and job.started
 
     def _generate_batch(self, z: np.ndarray, classes: list[int] | None, exact: bool) -> np.ndarray:
         """The one-thread worker's batch: the canonical model for exact designs, else the quickest plan."""
