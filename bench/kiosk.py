@@ -121,12 +121,10 @@ class RawInterpreter:
         return times
 
 
-def start_kiosk(bundle_dir: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
-    config = tmp / "kiosk.toml"
-    config.write_text("max_designs = 64\nqueue_limit = 256\n")
+def start_kiosk(bundle_dir: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`atelier kiosk` on a free loopback port with more `args`, once it logs READY; its log is drained."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "atelier", "kiosk", "--bundle", str(bundle_dir), "--port", "0",
-         "--config", str(config)],
+        [sys.executable, "-m", "atelier", "kiosk", "--bundle", str(bundle_dir), "--port", "0", *args],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )
     assert process.stderr is not None
@@ -134,7 +132,7 @@ def start_kiosk(bundle_dir: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
         if m := re.search(r"event=ready url=(\S+)", line):
             threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # drain logs
             return process, m[1].rstrip("/")
-    raise RuntimeError("the kiosk did not start")
+    raise RuntimeError(f"the kiosk did not start (exit status {process.wait()})")
 
 
 class _KeepAliveClient:
@@ -241,7 +239,9 @@ def main() -> int:
         print(f"CPU: {os.cpu_count()} cores; bundle {bundle.name} ({bundle.preset}, {bundle.size_px} px, "
               f"{bundle.quantization}, batches {list(bundle.batches)})")
         raw = RawInterpreter(bundle_dir)
-        process, url = start_kiosk(bundle_dir, tmp)
+        config = tmp / "kiosk.toml"
+        config.write_text("max_designs = 64\nqueue_limit = 256\n")
+        process, url = start_kiosk(bundle_dir, "--config", str(config))
         try:
             print(f"kiosk at {url}; POST /api/generate, closed loop, {args.seconds:g} s per case; the raw "
                   "interpreter is measured in this process just before each case (the machine may be shared)")

@@ -15,17 +15,16 @@ Usage: .venv/bin/python bench/kiosk_footprint.py [--bundle DIR] [--camera URI] [
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from kiosk import start_kiosk  # noqa: E402  (bench/kiosk.py: starts the kiosk process, waits for READY)
+
 BUDGET_START_S = 3.0
 BUDGET_RSS_MB = 300.0
 
@@ -74,23 +73,8 @@ def main() -> int:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "atelier", "kiosk", "--bundle", str(args.bundle), "--port", "0",
-         "--camera", args.camera],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert process.stderr is not None
-    url = None
-    for line in process.stderr:
-        if m := re.search(r"event=ready url=(\S+)", line):
-            url = m[1].rstrip("/")
-            break
-    if url is None:
-        print(f"the kiosk did not start (exit status {process.wait()})", file=sys.stderr)
-        return 1
+    process, url = start_kiosk(args.bundle, "--camera", args.camera)
     ready_s = time.perf_counter() - t0
-    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # drain its log
     try:
         with httpx.Client(base_url=url, timeout=60.0) as c:
             first = c.post("/api/generate", json={"n": 8})

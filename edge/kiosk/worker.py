@@ -242,8 +242,7 @@ class GenerationWorker:
             WorkerBusyError: the queue is full.
             WorkerStoppedError: the worker is not running.
         """
-        return self._submit(_Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids),
-                                 exact, post)).future
+        return self._submit(z, class_ids, exact, post).future
 
     async def generate(
         self, z: np.ndarray, class_ids: Sequence[int] | None = None, *, exact: bool = True,
@@ -254,9 +253,7 @@ class GenerationWorker:
         A cancelled caller (its client went away) takes its request off the queue if it has not started.
         """
         t0 = time.perf_counter()
-        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
-                   waiter=asyncio.get_running_loop().create_future())
-        self._submit(job)
+        job = self._submit(z, class_ids, exact, post, waiter=asyncio.get_running_loop().create_future())
         assert job.waiter is not None
         try:
             result = await job.waiter
@@ -266,7 +263,13 @@ class GenerationWorker:
         self.metrics.request_seconds.observe(time.perf_counter() - t0)
         return result
 
-    def _submit(self, job: _Job) -> _Job:
+    def _submit(
+        self, z: np.ndarray, class_ids: Sequence[int] | None, exact: bool,
+        post: Callable[[np.ndarray], Any] | None, waiter: asyncio.Future[Any] | None = None,
+    ) -> _Job:
+        """Queue a job (one part per lane); the job, whose future (or waiter) gets the outcome."""
+        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
+                   waiter=waiter)
         n = len(job.z)
         if n == 0:
             raise ValueError("no latents to generate from")
