@@ -1,7 +1,10 @@
 """Atelier: an offline fashion-design generator (trainer + kiosk runtime).
 
-The package `atelier` holds only what both sides share: the version, the user-facing error type and the CLI.
-The trainer lives in `trainer` (TensorFlow), the kiosk runtime in `edge` (never imports TensorFlow).
+The package `atelier` is the CLI, the top floor: nothing imports it. The shared base (the version, the user-facing
+error type) lives at the bottom, in `edge` (`edge.version`, `edge.errors`), where the trainer (`trainer`, TensorFlow)
+and the kiosk runtime (`edge`, never TensorFlow) both reach it.
 """
 
-__version__ = "0.1.0"
+from edge.version import __version__
+
+__all__ = ["__version__"]

@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from atelier import __version__
 from atelier.commands import COMMAND_MODULES
-from atelier.errors import UserError
+from edge.errors import UserError
+from edge.version import __version__
 
 log = logging.getLogger("atelier")
 

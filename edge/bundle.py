@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atelier.errors import UserError
 from edge.bundle import Bundle, BundleError, ModelEntry, TensorQuant, load_bundle
+from edge.errors import UserError
 from edge.kernels import postprocess, tile
 from edge.litert import load_interpreter
 

@@ -18,8 +18,8 @@ from types import ModuleType
 
 import numpy as np
 
-from atelier.errors import UserError
 from edge import kernels_ref
+from edge.errors import UserError
 from edge.kernels_ref import Exposure
 
 __all__ = [

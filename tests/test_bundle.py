@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from atelier.errors import UserError
 from edge.bundle import FORMAT_VERSION, MANIFEST, BundleError, file_sha256, load_bundle
 from edge.designs import DesignGenerator
+from edge.errors import UserError
 
 REQUIRED_FIELDS = [
     "format_version",

@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
-from atelier.errors import UserError
 from edge.bundle import load_bundle
 from edge.capture.scenes import garment_scene, paste
 from edge.capture.store import CaptureStore
+from edge.errors import UserError
 from edge.kernels import preprocess_frame
 from edge.kiosk.camera import CameraFeed, FrameSource
 from edge.kiosk.config import KioskConfig, load_config

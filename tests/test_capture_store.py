@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from atelier.cli import main as atelier_main
-from atelier.errors import UserError
 from edge.capture.archive import ArchiveError, export_archive, import_archive
 from edge.capture.store import (
     IMAGES,
@@ -34,6 +33,7 @@ from edge.capture.store import (
     new_capture_id,
     validate_class_name,
 )
+from edge.errors import UserError
 from edge.procedural_garments import GARMENT_KINDS, render_garment
 from trainer.dataset import load_training_data
 

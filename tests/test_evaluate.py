@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from atelier.cli import main
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import evaluate as ev
 from trainer.features import load_feature_net
 

@@ -9,9 +9,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from atelier.cli import main as atelier
-from atelier.errors import UserError
 from edge.bundle import load_bundle
 from edge.designs import DesignGenerator
+from edge.errors import UserError
 from trainer.export import ExportOptions, ExportResult, export_bundle, parse_batches
 from trainer.run_folder import load_generator, to_uint8
 

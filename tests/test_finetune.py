@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from atelier.cli import main as atelier_main
-from atelier.errors import UserError
 from edge.capture.archive import export_archive
 from edge.capture.store import CaptureStore, FrameQuality
+from edge.errors import UserError
 from edge.procedural_garments import render_garment
 from trainer import checkpoints
 from trainer.config import TrainConfig, preset

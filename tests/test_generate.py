@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from atelier.cli import main as atelier
-from atelier.errors import UserError
 from edge.bundle import TensorQuant, load_bundle
 from edge.designs import DesignGenerator, design_file_names, quantize
+from edge.errors import UserError
 
 
 def test_same_seed_same_latents_and_designs(tiny_bundle: Path) -> None:

@@ -108,7 +108,7 @@ def test_env_switches_to_reference() -> None:
 
 def test_bad_env_value_is_a_user_error() -> None:
     r = _python(
-        "from atelier.errors import UserError\ntry:\n    import edge.kernels\nexcept UserError as e:\n    print(e)\n",
+        "from edge.errors import UserError\ntry:\n    import edge.kernels\nexcept UserError as e:\n    print(e)\n",
         ATELIER_KERNELS="fast",
     )
     assert r.returncode == 0, r.stderr

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from edge.kernels import preprocess_frame
 from edge.kiosk.camera import (
     CameraError,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from edge.kiosk.config import DEFAULT_BUNDLE, KioskConfig, load_config
 from edge.kiosk.latents import DesignId, parse_design_id, walk_frame
 

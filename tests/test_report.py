@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from atelier.cli import main
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer.report import training_progress, write_report
 
 N = 32

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from edge.procedural_garments import render_garment
 from trainer.dataset import load_training_data, make_dataset, steps_per_epoch
 from trainer.image_files import MAX_PIXELS, load_training_image

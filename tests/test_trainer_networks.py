@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer.config import preset
 from trainer.diffaugment import diff_augment, parse_policy
 from trainer.networks import build_discriminator, build_generator, generator_macs

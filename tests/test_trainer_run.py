@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import checkpoints, run_folder
 from trainer.config import preset
 from trainer.train import TrainingDiverged, train

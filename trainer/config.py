@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 PRESET_NAMES: tuple[str, ...] = ("seed", "edge", "tiny")
 SIZES_PX: tuple[int, ...] = (32, 64, 128)

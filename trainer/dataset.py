@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from atelier.errors import UserError
 from edge.capture.store import is_store as is_capture_store
+from edge.errors import UserError
 from trainer.image_files import IMAGE_SUFFIXES, ImageRejected, load_training_image
 
 log = logging.getLogger(__name__)

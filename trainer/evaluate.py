@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import metrics
 
 log = logging.getLogger(__name__)

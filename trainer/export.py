@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from atelier import __version__
-from atelier.errors import UserError
 from edge.bundle import load_bundle, write_manifest
 from edge.designs import DesignGenerator, sample_prior
+from edge.errors import UserError
 from edge.kernels import postprocess
+from edge.version import __version__
 from trainer import run_folder
 from trainer.edgetpu_lint import lint_model, run_edgetpu_compiler
 from trainer.export_graph import GraphReport, prepare_for_tflite

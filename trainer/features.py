@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

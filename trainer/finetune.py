@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import checkpoints, run_folder
 from trainer.config import TrainConfig
 from trainer.dataset import DataReport, TrainingData, load_training_data, make_dataset

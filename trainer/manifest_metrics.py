@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import evaluate as ev
 from trainer import run_folder
 

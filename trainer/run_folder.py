@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"

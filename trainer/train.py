@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from trainer import checkpoints, run_folder
 from trainer.config import TrainConfig
 from trainer.dataset import TrainingData, load_training_data, make_dataset, steps_per_epoch

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import subprocess
     import sys
 
-    from atelier.errors import UserError
+    from edge.errors import UserError
 
     scripts = available()
     if not scripts:

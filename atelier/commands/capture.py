@@ -57,8 +57,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from atelier.errors import UserError
     from edge.capture.store import CaptureStore
+    from edge.errors import UserError
 
     with CaptureStore(args.store, writable=False) as store:
         problems = store.verify()
@@ -105,9 +105,9 @@ def _add(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from atelier.errors import UserError
     from edge.capture.pipeline import CapturePipeline, CaptureRejected
     from edge.capture.store import CaptureStore
+    from edge.errors import UserError
 
     refused = 0
     with CaptureStore(args.store) as store:

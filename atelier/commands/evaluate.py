@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from atelier.errors import UserError
+    from edge.errors import UserError
     from trainer.evaluate import EvalOptions, evaluate, format_table
     from trainer.manifest_metrics import check_target, record
 

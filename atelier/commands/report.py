@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from atelier.errors import UserError
+    from edge.errors import UserError
     from trainer.report import write_report
 
     epochs = None

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from atelier.errors import UserError
+    from edge.errors import UserError
     from trainer.config import preset
     from trainer.train import train
 

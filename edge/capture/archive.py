@@ -29,7 +29,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from atelier.errors import UserError
 from edge.capture.store import (
     CAPTURE_ID,
     CaptureRecord,
@@ -39,6 +38,7 @@ from edge.capture.store import (
     fsync_dir,
     validate_class_name,
 )
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
 from edge import kernels
 from edge.capture.faces import FaceBlurrer, FaceBox, blur_region
 from edge.capture.store import CaptureRecord, CaptureStore, FrameQuality, validate_class_name
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

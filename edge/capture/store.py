@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

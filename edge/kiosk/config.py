@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from atelier.errors import UserError
+from edge.errors import UserError
 from edge.kiosk.latents import MAX_MIX_STEPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from atelier.errors import UserError
 from edge.bundle import MANIFEST, Bundle, BundleError, load_bundle
+from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 

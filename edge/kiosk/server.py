@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from atelier.errors import UserError
 from edge import sd_notify
 from edge.bundle import load_bundle
+from edge.errors import UserError
 from edge.kiosk.app import create_app
 from edge.kiosk.config import KioskConfig
 from edge.kiosk.service import KioskService

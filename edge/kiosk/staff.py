@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atelier.errors import UserError
+from edge.errors import UserError
 
 PIN_PATTERN = re.compile(r"^\d{4,12}$")
 HASH_SCHEME = "pbkdf2_sha256"

@@ -27,9 +27,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from atelier.errors import UserError
 from edge.capture.pipeline import CapturePipeline, CaptureRejected, CaptureSettings
 from edge.capture.store import CAPTURE_ID, MAX_CLASS_CHARS, CaptureStore
+from edge.errors import UserError
 from edge.kiosk.hot_swap import MAX_UPLOAD_BYTES, ModelManager, ModelRejected, Verified
 from edge.kiosk.staff import TOKEN_HEADER, StaffGuard
 
