@@ -110,6 +110,8 @@ def test_config_validates_the_staff_and_capture_keys(tmp_path: Path) -> None:
 def test_capture_endpoints_are_closed_without_a_session(staff_kiosk) -> None:
     client, _, store = staff_kiosk
     calls = [("post", "/api/staff/capture", {"json": {"class": "dress"}}), ("get", "/api/staff/status", {}),
+             ("post", "/api/staff/capture", {}),  # an empty body: still 401 (the session is checked first)
+             ("post", "/api/staff/capture", {"content": b"{junk"}),
              ("get", "/api/staff/models", {}), ("post", "/api/staff/models", {"content": b"x"}),
              ("post", "/api/staff/models/rollback", {}),
              ("get", "/api/staff/captures/20260101T000000000-00000000.jpg", {})]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from edge.bundle import load_bundle
-from edge.kiosk import hot_swap
+from edge.kiosk import bundle_upload
 from edge.kiosk.config import KioskConfig
 from edge.kiosk.hot_swap import MAX_UNPACKED_BYTES, MAX_UPLOAD_MEMBERS, ModelManager, ModelRejected, verify_bundle
 from edge.kiosk.server import BackgroundServer
@@ -290,7 +290,7 @@ def test_an_upload_is_refused_when_the_disk_cannot_hold_it(manager, tiny_bundle:
     mgr, models = manager
     upload = _tar_of(tiny_bundle)
     # A nearly full disk (a disk we lack): less free than the bundle plus the margin the kiosk keeps.
-    monkeypatch.setattr(hot_swap, "_free_bytes", lambda folder: hot_swap.UPLOAD_FREE_MARGIN_BYTES + 1024)
+    monkeypatch.setattr(bundle_upload, "_free_bytes", lambda folder: bundle_upload.UPLOAD_FREE_MARGIN_BYTES + 1024)
     with pytest.raises(ModelRejected, match="not enough free space"):
         mgr.receive_upload(upload)
     assert sorted(p.name for p in models.iterdir()) == ["start"]
@@ -345,3 +345,46 @@ def test_a_restart_restores_the_active_bundle_and_does_not_reapply_a_rolled_back
         assert model_id(client) == start_id
         assert client.get("/healthz").json()["model_error"] is None
     srv.stop()
+
+
+@pytest.mark.parametrize("damaged", [
+    b"\x00\xff\x13garbage",  # not text
+    b'{"active": "/x", "seen": {"a": ',  # truncated mid-write
+    b"[1, 2, 3]",  # JSON, not an object
+    b'{"active": {}, "history": 5, "seen": []}',  # an object with the wrong types
+])
+def test_a_damaged_state_file_is_set_aside_with_one_clear_log_line(
+        damaged: bytes, tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    other = shutil.copytree(tiny_bundle, models / "other")
+    (models / ".hot-swap.json").write_bytes(damaged)
+    with caplog.at_level("ERROR", logger="edge.kiosk.hot_swap"):
+        mgr = ModelManager(lambda verified: None, start, models, poll_s=0)
+    lines = [r.getMessage() for r in caplog.records if "event=hot_swap_state_damaged" in r.getMessage()]
+    assert len(lines) == 1 and ".hot-swap.json" in lines[0] and "baseline" in lines[0]
+    assert (models / ".hot-swap.json.damaged").read_bytes() == damaged  # kept for a look, out of the way
+    # As on a first start: what is in the folder now is the baseline, nothing is swapped in by surprise.
+    assert set(mgr.seen) == {"start", "other"} and mgr.scan_once() == [] and mgr.active == start.resolve()
+    assert other.is_dir()
+
+
+def test_a_kiosk_with_a_damaged_state_file_keeps_serving_and_watching(
+        tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    (models / ".hot-swap.json").write_text('{"active": "')
+    srv = serve(start, models)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+            assert client.post("/api/generate", json={"n": 2}).status_code == 200
+            assert client.get("/healthz").json()["status"] == "ok"
+            new_id = load_bundle(tiny_conditional_bundle).model_id
+            shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
+            wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
+        # The watcher wrote a good state file again.
+        assert json.loads((models / ".hot-swap.json").read_text())["active"] == str((models / "next").resolve())
+    finally:
+        srv.stop()

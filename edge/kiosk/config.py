@@ -47,7 +47,7 @@ class KioskConfig:
     cache_designs: int = 512  # PNGs kept in memory by design ID
     queue_limit: int = 64  # pending generation jobs before the API answers 503
     stall_timeout_s: float = 3.0  # a camera with no frame for this long is reconnected
-    # Staff mode, capture and model hot swap (edge.kiosk.staff_api).
+    # Staff mode, capture and model hot swap (edge.kiosk.staff_desk, edge.kiosk.routes.staff).
     staff_pin_hash: str = ""  # `atelier capture hash-pin` output; "" = staff mode (capture, uploads) off
     capture_face_blur: bool = True  # blur faces before a capture is written (privacy)
     capture_min_sharpness: float = 150.0  # Laplacian variance (480 px analysis copy, centre) below = blurry

@@ -1,7 +1,7 @@
-"""Staff mode on the kiosk: unlock with the PIN, capture garments, upload and roll back models.
+"""Staff mode over HTTP: unlock with the PIN, capture garments, upload and roll back models.
 
 Routes (all under /api/staff; everything but `unlock` needs the `X-Staff-Token` header from a live session and
-answers 401 without it):
+answers 401 without it, before the body is even read):
 
     POST /api/staff/unlock            {"pin": "1234"} -> {"token", "session_idle_s"}; 403 wrong PIN, 429 locked out
     POST /api/staff/lock              end the session
@@ -20,22 +20,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.capture.pipeline import CapturePipeline, CaptureRejected, CaptureSettings
-from edge.capture.store import CAPTURE_ID, MAX_CLASS_CHARS, CaptureStore
-from edge.errors import UserError
-from edge.kiosk.hot_swap import MAX_UPLOAD_BYTES, ModelManager, ModelRejected, Verified
-from edge.kiosk.staff import TOKEN_HEADER, StaffGuard
+from edge.capture.pipeline import CaptureRejected
+from edge.capture.store import CAPTURE_ID, MAX_CLASS_CHARS
+from edge.kiosk.bundle_upload import MAX_UPLOAD_BYTES
+from edge.kiosk.hot_swap import ModelRejected
+from edge.kiosk.json_routes import validation_message
+from edge.kiosk.routes.table import Routes
+from edge.kiosk.staff import TOKEN_HEADER
+from edge.kiosk.staff_desk import StaffDesk
 
 log = logging.getLogger(__name__)
 
-UPLOAD_PATH = "/api/staff/models"
+PREFIX = "/api/staff"
+UPLOAD_PATH = f"{PREFIX}/models"
 MAX_FRAME_AGE_S = 2.0  # a capture uses the newest camera frame only if it is at most this old
 _REJECT_STATUS = {"store_full": 507, "store_error": 503}
 
@@ -52,95 +56,45 @@ class CaptureBody(_Strict):
     class_: str = Field(alias="class", max_length=MAX_CLASS_CHARS * 4)
 
 
-def capture_settings(config: Any) -> CaptureSettings:
-    """The pipeline thresholds from the kiosk config's `capture_*` keys."""
-    return CaptureSettings(
-        min_sharpness=config.capture_min_sharpness,
-        min_mean_luma=config.capture_min_mean_luma,
-        max_mean_luma=config.capture_max_mean_luma,
-        duplicate_max_bits=config.capture_duplicate_max_bits,
-        face_blur=config.capture_face_blur,
-    ).validate()
-
-
-class StaffDesk:
-    """The staff side of one kiosk: PIN guard, capture pipeline (store opened at start), model manager.
-
-    Args:
-        service: the running KioskService.
-        clock: time source for the PIN rate limit (tests).
-    """
-
-    def __init__(self, service: Any, *, clock: Any = time.monotonic) -> None:
-        config = service.config
-        self.service = service
-        self.guard = StaffGuard(config.staff_pin_hash, clock=clock)
-        self.settings = capture_settings(config)
-        self.store: CaptureStore | None = None
-        self.pipeline: CapturePipeline | None = None
-        self.store_error: str | None = None
-        models_dir = Path(config.models_dir)
-        watch = models_dir.is_dir() and config.models_watch_s > 0
-        self.manager = ModelManager(self._swap, Path(service.bundle.path),
-                                    models_dir if models_dir.is_dir() else None,
-                                    poll_s=config.models_watch_s if watch else 0.0,
-                                    num_threads=config.num_threads, delegate=config.delegate)
-
-    def _swap(self, verified: Verified) -> None:
-        self.service.swap_bundle(verified.bundle)
-
-    def start(self) -> None:
-        """Open the capture store (staff mode only) and start the model watcher."""
-        config = self.service.config
-        if self.guard.enabled:
-            try:
-                max_bytes = config.capture_max_mb * 1024 * 1024 if config.capture_max_mb > 0 else None
-                self.store = CaptureStore(config.capture_store, max_bytes=max_bytes,
-                                          min_free_bytes=config.capture_min_free_mb * 1024 * 1024)
-                self.pipeline = CapturePipeline(self.store, self.settings)
-                log.info("event=capture_ready store=%s captures=%d face_blur=%s", self.store.root,
-                         len(self.store), self.settings.face_blur)
-            except UserError as exc:
-                self.store_error = str(exc)
-                log.error("event=capture_unavailable error=%r", self.store_error)
-        self.manager.start()
-
-    def stop(self) -> None:
-        """Stop the watcher and close the store."""
-        self.manager.stop()
-        if self.store is not None:
-            self.store.close()
-
-    def health(self) -> dict[str, object]:
-        """The /healthz additions: the model swap status and why a bundle was rejected."""
-        status = self.manager.status()
-        return {
-            "model_error": status["model_error"],
-            "models": status,
-            "capture": {"enabled": self.guard.enabled, "store": None if self.store is None else str(self.store.root),
-                        "error": self.store_error},
-        }
-
-
 def _error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
-    """Create the StaffDesk for `service`, add its routes to `app` and its report to /healthz."""
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    """The request's JSON body validated by `model`, or the 400 answer to send instead."""
+    try:
+        return model.model_validate_json(await request.body() or b"{}")
+    except ValidationError as exc:
+        return _error(400, validation_message(exc.errors()))
+
+
+def register(routes: Routes) -> None:
+    """Create the StaffDesk for the service, add its routes, its report to /healthz and its start/stop."""
+    service = routes.service
     desk = StaffDesk(service)
     service.health_extras.append(desk.health)
-    router = APIRouter(prefix="/api/staff")
+    routes.on_start.append(desk.start)
+    routes.on_stop.append(desk.stop)
+    routes.allow_body(UPLOAD_PATH, MAX_UPLOAD_BYTES)
+    routes.app.state.staff = desk
+    app = routes.app
 
-    def session(request: Request) -> str | None:
-        token = request.headers.get(TOKEN_HEADER)
-        return token if desk.guard.check(token) else None
+    def staff_only(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Answer 401 unless the request carries a live session's token (checked before anything else)."""
 
-    def denied() -> JSONResponse:
-        return _error(401, "staff only: unlock staff mode with the PIN first")
+        async def guarded(request: Request) -> Response:
+            if not desk.guard.check(request.headers.get(TOKEN_HEADER)):
+                return _error(401, "staff only: unlock staff mode with the PIN first")
+            return await handler(request)
 
-    @router.post("/unlock")
-    async def unlock(body: UnlockBody) -> JSONResponse:
+        guarded.__name__ = handler.__name__
+        return guarded
+
+    @app.post(f"{PREFIX}/unlock")
+    async def unlock(request: Request) -> JSONResponse:
+        body = await _body(request, UnlockBody)
+        if isinstance(body, JSONResponse):
+            return body
         result = await asyncio.to_thread(desk.guard.unlock, body.pin)  # PBKDF2 takes ~0.1 s: off the loop
         if result.token:
             log.info("event=staff_unlocked")
@@ -153,15 +107,14 @@ def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
                                 status_code=429, headers={"Retry-After": str(max(1, round(result.retry_after_s)))})
         return _error(403, result.error or "wrong PIN")
 
-    @router.post("/lock")
+    @app.post(f"{PREFIX}/lock")
     async def lock(request: Request) -> JSONResponse:
         desk.guard.lock(request.headers.get(TOKEN_HEADER))
         return JSONResponse({"locked": True})
 
-    @router.get("/status")
+    @app.get(f"{PREFIX}/status")
+    @staff_only
     async def status(request: Request) -> JSONResponse:
-        if session(request) is None:
-            return denied()
         store = desk.store
         return JSONResponse({
             "captures": {} if store is None else store.class_counts(),
@@ -174,10 +127,12 @@ def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
             "models": desk.manager.status(),
         })
 
-    @router.post("/capture")
-    async def capture(request: Request, body: CaptureBody) -> JSONResponse:
-        if session(request) is None:
-            return denied()
+    @app.post(f"{PREFIX}/capture")
+    @staff_only
+    async def capture(request: Request) -> Response:
+        body = await _body(request, CaptureBody)
+        if isinstance(body, JSONResponse):
+            return body
         if desk.pipeline is None:
             return _error(503, desk.store_error or "capture is not available on this kiosk")
         if service.camera is None:
@@ -191,14 +146,14 @@ def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
             log.info("event=capture_refused reason=%s", exc.reason)
             return _error(_REJECT_STATUS.get(exc.reason, 422), str(exc), reason=exc.reason, measures=exc.measures)
         known = record.class_name in (service.bundle.class_names or ())
-        return JSONResponse({"capture": record.to_json(), "url": f"/api/staff/captures/{record.id}.jpg",
+        return JSONResponse({"capture": record.to_json(), "url": f"{PREFIX}/captures/{record.id}.jpg",
                              "new_class": not known, "counts": desk.pipeline.store.class_counts()},
                             status_code=201)
 
-    @router.get("/captures/{capture_id}.jpg")
+    @app.get(PREFIX + "/captures/{capture_id}.jpg")
     async def capture_jpeg(request: Request, capture_id: str) -> Response:
-        if session(request) is None:
-            return denied()
+        if not desk.guard.check(request.headers.get(TOKEN_HEADER)):
+            return _error(401, "staff only: unlock staff mode with the PIN first")
         if desk.store is None or not CAPTURE_ID.match(capture_id):
             return _error(404, "no such capture")
         record = desk.store.get(capture_id)
@@ -207,16 +162,14 @@ def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
         data = await asyncio.to_thread(desk.store.image_path(record).read_bytes)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    @router.get("/models")
+    @app.get(UPLOAD_PATH)
+    @staff_only
     async def models(request: Request) -> JSONResponse:
-        if session(request) is None:
-            return denied()
         return JSONResponse(desk.manager.status())
 
-    @router.post("/models")
+    @app.post(UPLOAD_PATH)
+    @staff_only
     async def upload(request: Request) -> JSONResponse:
-        if session(request) is None:
-            return denied()
         data = await request.body()
         try:
             folder = await asyncio.to_thread(desk.manager.receive_upload, data)
@@ -227,18 +180,10 @@ def add_staff_routes(app: FastAPI, service: Any) -> StaffDesk:
             return _error(422, f"bundle rejected: {detail}", bundle=folder.name)
         return JSONResponse({"model_id": detail, "bundle": folder.name})
 
-    @router.post("/models/rollback")
+    @app.post(f"{PREFIX}/models/rollback")
+    @staff_only
     async def rollback(request: Request) -> JSONResponse:
-        if session(request) is None:
-            return denied()
         ok, detail = await asyncio.to_thread(desk.manager.rollback)
         if not ok:
             return _error(409, detail)
         return JSONResponse({"model_id": detail, "active": desk.manager.status()["active"]})
-
-    app.include_router(router)
-    app.state.staff = desk
-    return desk
-
-
-__all__ = ["MAX_UPLOAD_BYTES", "UPLOAD_PATH", "StaffDesk", "add_staff_routes", "capture_settings"]
