@@ -212,16 +212,19 @@ def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_c
     headers = unlock(client)
     hostile = _tar_of(tiny_conditional_bundle, extra={"../../escape.txt": b"x"}, mode="w:gz")
     response = client.post("/api/staff/models", content=hostile, headers=headers)
-    assert response.status_code == 422 and "unsafe path" in response.json()["error"]
+    assert response.status_code == 422 and "unsafe path" in response.json()["detail"]
+    assert response.json()["error"].startswith("That file is not a model bundle")  # one sentence for staff
     assert not (models.parent / "escape.txt").exists()
     assert client.post("/api/staff/models", content=b"not a tar", headers=headers).status_code == 422
     response = client.post("/api/staff/models", content=_damaged_gz(_tar_of(tiny_conditional_bundle, mode="w:gz")),
                            headers=headers)
-    assert response.status_code == 422 and "not a readable .tar" in response.json()["error"]
+    assert response.status_code == 422 and "not a readable .tar" in response.json()["detail"]
     broken = shutil.copytree(tiny_conditional_bundle, tmp_path / "broken")
     damage(broken, "generator_b8.tflite")
     response = client.post("/api/staff/models", content=_tar_of(broken), headers=headers)
-    assert response.status_code == 422 and "fails its checksum" in response.json()["error"]
+    assert response.status_code == 422 and "fails its checksum" in response.json()["detail"]
+    assert response.json()["error"] == ("That model failed its checks, so it was not installed; the current model "
+                                        "keeps serving.")
     assert _health(client)["model_error"] is not None
     response = client.post("/api/staff/models", content=upload, headers=headers)
     assert response.status_code == 200, response.text

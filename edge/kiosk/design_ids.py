@@ -24,6 +24,17 @@ class DesignIds:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
 
+    @property
+    def trained_on(self) -> list[str]:
+        """The garment classes the model designs: its class list, or for an unconditional model the classes its
+        training data held (from the manifest; [] when it does not say)."""
+        if self.bundle.class_names is not None:
+            return list(self.bundle.class_names)
+        training = self.bundle.manifest.get("training")
+        config = training.get("config") if isinstance(training, dict) else None
+        names = config.get("class_names") if isinstance(config, dict) else None
+        return [n for n in names if isinstance(n, str) and n] if isinstance(names, list) else []
+
     def parse_id(self, text: str) -> DesignId:
         """Parse a design ID and check it belongs to this kiosk's model and class list.
 

@@ -70,6 +70,7 @@ def register(routes: Routes) -> None:
             "z_distribution": bundle.z_distribution,
             "conditional": bundle.class_names is not None,
             "class_names": list(bundle.class_names or ()),
+            "trained_on": service.ids.trained_on,  # what it designs (an unconditional model's data classes)
             "batches": list(bundle.batches),
             "backend": service.worker.backend,
             "camera": bool(service.camera),

@@ -3,7 +3,8 @@
 Routes (all under /api/staff; everything but `unlock` needs the `X-Staff-Token` header from a live session and
 answers 401 without it, before the body is even read):
 
-    POST /api/staff/unlock            {"pin": "1234"} -> {"token", "session_idle_s"}; 403 wrong PIN, 429 locked out
+    POST /api/staff/unlock            {"pin": "1234"} -> {"token", "session_idle_s"}; 403 wrong PIN, 429 locked out;
+                                      {"key": true}: the staff key on a USB stick instead (403 when not found)
     POST /api/staff/lock              end the session
     GET  /api/staff/status            captures per class, store, thresholds, the model's classes, model status
     POST /api/staff/capture           {"class": "dress"} -> the stored capture (201); 422 refused with "reason"
@@ -13,6 +14,10 @@ answers 401 without it, before the body is even read):
     GET  /api/staff/models            hot-swap status
     POST /api/staff/models            body: a bundle folder as .tar -> verified and swapped in (200), 422 rejected
     POST /api/staff/models/rollback   back to the previous bundle
+    GET  /api/staff/bundles           bundles in models_dir and on USB sticks: {"bundles": [{"id", "name", ...}]}
+    POST /api/staff/bundles/install   {"id": "..."} -> verified and swapped in (200), 422 rejected
+
+Refusals staff read are one plain sentence in "error"; the technical detail goes to the log (and "detail").
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ class _Strict(BaseModel):
 
 
 class UnlockBody(_Strict):
-    pin: str = Field(max_length=64)
+    pin: str | None = Field(default=None, max_length=64)
+    key: bool = False  # unlock with the staff key (a file on a USB stick) instead of the PIN
+
+
+class InstallBody(_Strict):
+    id: str = Field(max_length=64)
 
 
 class CaptureBody(_Strict):
@@ -58,6 +68,22 @@ class CaptureBody(_Strict):
 
 def _error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _rejected(stage: str, detail: str, **extra: object) -> JSONResponse:
+    """A refused model as one sentence for staff (422); the detail goes to the log and the "detail" field."""
+    log.warning("event=staff_model_refused stage=%s detail=%r", stage, detail)
+    if stage == "verify":
+        sentence = "That model failed its checks, so it was not installed; the current model keeps serving."
+    elif "free space" in detail:
+        sentence = "There is not enough free space on the kiosk for that model: remove old bundle folders."
+    elif "no longer there" in detail:
+        sentence = "That bundle is no longer there: is the USB stick still plugged in?"
+    elif " MB" in detail and "over" in detail:
+        sentence = f"That file is too large for a model bundle (the most is {MAX_UPLOAD_BYTES // 2**20} MB)."
+    else:
+        sentence = "That file is not a model bundle: use a .tar of a bundle folder made by `atelier export`."
+    return _error(422, sentence, detail=detail, **extra)
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
@@ -95,12 +121,17 @@ def register(routes: Routes) -> None:
         body = await _body(request, UnlockBody)
         if isinstance(body, JSONResponse):
             return body
-        result = await asyncio.to_thread(desk.guard.unlock, body.pin)  # PBKDF2 takes ~0.1 s: off the loop
+        if body.key:
+            result = await asyncio.to_thread(desk.unlock_with_key)
+        elif body.pin is None:
+            return _error(400, "send the PIN: {\"pin\": \"1234\"}, or {\"key\": true} for the staff key")
+        else:
+            result = await asyncio.to_thread(desk.guard.unlock, body.pin)  # PBKDF2 takes ~0.1 s: off the loop
         if result.token:
             log.info("event=staff_unlocked")
             return JSONResponse({"token": result.token, "session_idle_s": desk.guard.session_idle_s})
-        log.warning("event=staff_unlock_refused locked=%s", result.locked)
-        if not desk.guard.enabled:
+        log.warning("event=staff_unlock_refused locked=%s key=%s", result.locked, body.key)
+        if not desk.guard.enabled or body.key:
             return _error(403, result.error or "staff mode is off")
         if result.locked:
             return JSONResponse({"error": result.error, "retry_after_s": round(result.retry_after_s, 1)},
@@ -118,6 +149,7 @@ def register(routes: Routes) -> None:
         store = desk.store
         return JSONResponse({
             "captures": {} if store is None else store.class_counts(),
+            "trained_on": service.ids.trained_on,
             "store": None if store is None else str(store.root),
             "store_error": desk.store_error,
             "model_classes": list(service.bundle.class_names or ()),
@@ -145,10 +177,11 @@ def register(routes: Routes) -> None:
         except CaptureRejected as exc:
             log.info("event=capture_refused reason=%s", exc.reason)
             return _error(_REJECT_STATUS.get(exc.reason, 422), str(exc), reason=exc.reason, measures=exc.measures)
-        known = record.class_name in (service.bundle.class_names or ())
+        counts = desk.pipeline.store.class_counts()
+        # New: the model does not design it yet, and this is its first capture (the note is said once).
+        new = record.class_name not in service.ids.trained_on and counts.get(record.class_name) == 1
         return JSONResponse({"capture": record.to_json(), "url": f"{PREFIX}/captures/{record.id}.jpg",
-                             "new_class": not known, "counts": desk.pipeline.store.class_counts()},
-                            status_code=201)
+                             "new_class": new, "counts": counts}, status_code=201)
 
     @app.get(PREFIX + "/captures/{capture_id}.jpg")
     async def capture_jpeg(request: Request, capture_id: str) -> Response:
@@ -174,16 +207,39 @@ def register(routes: Routes) -> None:
         try:
             folder = await asyncio.to_thread(desk.manager.receive_upload, data)
         except ModelRejected as exc:
-            return _error(422, str(exc))
+            return _rejected("upload", str(exc))
         ok, detail = await asyncio.to_thread(desk.manager.submit, folder, "upload")
         if not ok:
-            return _error(422, f"bundle rejected: {detail}", bundle=folder.name)
+            return _rejected("verify", detail, bundle=folder.name)
         return JSONResponse({"model_id": detail, "bundle": folder.name})
+
+    @app.get(f"{PREFIX}/bundles")
+    @staff_only
+    async def bundles(request: Request) -> JSONResponse:
+        found = await asyncio.to_thread(desk.bundles)
+        return JSONResponse({"bundles": [b.to_json(desk.manager.active) for b in found]})
+
+    @app.post(f"{PREFIX}/bundles/install")
+    @staff_only
+    async def install(request: Request) -> JSONResponse:
+        body = await _body(request, InstallBody)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            ok, detail, name = await asyncio.to_thread(desk.install, body.id)
+        except ModelRejected as exc:
+            return _rejected("upload", str(exc))
+        if not ok:
+            return _rejected("verify", detail, bundle=name)
+        return JSONResponse({"model_id": detail, "bundle": name})
 
     @app.post(f"{PREFIX}/models/rollback")
     @staff_only
     async def rollback(request: Request) -> JSONResponse:
         ok, detail = await asyncio.to_thread(desk.manager.rollback)
         if not ok:
-            return _error(409, detail)
+            log.warning("event=staff_rollback_refused detail=%r", detail)
+            sentence = ("There is no earlier model to go back to." if "no previous" in detail
+                        else "The earlier model failed its checks, so the current one keeps serving.")
+            return _error(409, sentence, detail=detail)
         return JSONResponse({"model_id": detail, "active": desk.manager.status()["active"]})
