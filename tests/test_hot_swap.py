@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures_bundles import models_and_stick
 
 from edge.bundle import load_bundle
 from edge.kiosk import bundle_upload
@@ -389,5 +390,41 @@ def test_a_kiosk_with_a_damaged_state_file_keeps_serving_and_watching(
             wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
         # The watcher wrote a good state file again.
         assert json.loads((models / ".hot-swap.json").read_text())["active"] == str((models / "next").resolve())
+    finally:
+        srv.stop()
+
+
+def test_bundles_on_the_kiosk_and_on_a_usb_stick_are_offered_as_a_list(
+        tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path) -> None:
+    models, start, stick = models_and_stick(tmp_path, tiny_bundle, tiny_conditional_bundle, "autumn")
+    (stick / "junk.tar").write_bytes(b"not a tar at all")
+    (stick / "holiday.jpg").write_bytes(b"\xff\xd8")  # not a bundle: not offered
+    srv = serve(start, models, usb_roots=str(tmp_path / "media"))
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+            assert client.get("/api/staff/bundles").status_code == 401
+            headers = unlock(client)
+            listed = client.get("/api/staff/bundles", headers=headers).json()["bundles"]
+            by_file = {b["file"]: b for b in listed}
+            assert set(by_file) == {start.name, "autumn", "junk.tar"}
+            assert by_file[start.name]["active"] and by_file[start.name]["where"] == "kiosk"
+            assert by_file["autumn"]["where"] == "usb" and by_file["autumn"]["kind"] == "folder"
+            assert all("/" not in b["id"] for b in listed)  # an opaque handle, never a path
+            junk = client.post("/api/staff/bundles/install", json={"id": by_file["junk.tar"]["id"]},
+                               headers=headers)
+            assert junk.status_code == 422 and junk.json()["error"].startswith("That file is not a model bundle")
+            assert "not a readable .tar" in junk.json()["detail"]
+            made_up = client.post("/api/staff/bundles/install", json={"id": "0" * 16}, headers=headers)
+            assert made_up.status_code == 422 and "USB stick" in made_up.json()["error"]
+            assert client.post("/api/staff/bundles/install", json={"id": "../../etc"},
+                               headers=headers).status_code == 422
+            response = client.post("/api/staff/bundles/install", json={"id": by_file["autumn"]["id"]},
+                                   headers=headers)
+            assert response.status_code == 200, response.text
+            assert client.get("/api/info").json()["model_id"] == load_bundle(tiny_conditional_bundle).model_id
+            # Copied onto the kiosk: it keeps serving when the stick is pulled out.
+            shutil.rmtree(stick)
+            assert (models / response.json()["bundle"] / "manifest.json").is_file()
+            assert client.post("/api/generate", json={"n": 1}).status_code == 200
     finally:
         srv.stop()
