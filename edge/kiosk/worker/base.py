@@ -18,13 +18,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edge.bundle import Bundle
 from edge.kiosk.prometheus import KioskMetrics
+from edge.kiosk.worker.jobs import Job, Part, answer
 
 log = logging.getLogger(__name__)
 
@@ -38,40 +38,6 @@ class WorkerBusyError(RuntimeError):
 
 class WorkerStoppedError(RuntimeError):
     """The worker is not running (shutting down, or it died)."""
-
-
-@dataclass(eq=False)
-class _Job:
-    """One request: its latents, its pictures as the parts fill them in, and how it is answered."""
-
-    z: np.ndarray
-    class_ids: list[int] | None
-    exact: bool
-    post: Callable[[np.ndarray], Any] | None = None
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-    waiter: asyncio.Future[Any] | None = None  # an asyncio caller's future, resolved on its loop
-    parts_left: int = 1
-    started: bool = False  # a part was taken: the future is running and can no longer be cancelled
-    dropped: bool = False  # cancelled while queued: its parts are skipped
-    images: np.ndarray | None = None
-    error: BaseException | None = None
-
-
-@dataclass(eq=False)
-class _Part:
-    """Rows start:stop of a job, run by one lane (the whole job on the one-thread worker)."""
-
-    job: _Job
-    start: int
-    stop: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    def classes(self) -> list[int] | None:
-        ids = self.job.class_ids
-        return None if ids is None else ids[self.start : self.stop]
 
 
 class GenerationWorker:
@@ -98,7 +64,7 @@ class GenerationWorker:
         self.metrics = metrics or KioskMetrics()
         self._generators = generators
         self._thread_count = threads
-        self._parts: collections.deque[_Part] = collections.deque()
+        self._parts: collections.deque[Part] = collections.deque()
         self._cv = threading.Condition()
         self._queued_jobs = 0  # jobs with a part not yet taken (what queue_limit bounds)
         self._queue_limit = queue_limit
@@ -119,11 +85,11 @@ class GenerationWorker:
         """Whether a thread may take parts now (something is queued and the policy lets it)."""
         return bool(self._parts)
 
-    def _take_more(self, taken: list[_Part], rows: int) -> bool:
+    def _take_more(self, taken: list[Part], rows: int) -> bool:
         """Whether a thread that took `taken` (`rows` designs) takes one more part."""
         return not taken
 
-    def _begin(self, parts: list[_Part]) -> bool:
+    def _begin(self, parts: list[Part]) -> bool:
         """A thread took `parts`; returns whether they run solo (the lanes' lone-design path)."""
         return False
 
@@ -160,7 +126,7 @@ class GenerationWorker:
     def start(self) -> None:
         """Warm every interpreter up (measuring the latencies batch planning uses) and start the threads."""
         for batch, gen in self._generators.items():
-            self._latency_s[batch] = _warm(gen, batch)
+            self._latency_s[batch] = warm(gen, batch)
         self._warm_extra()
         log.info("event=worker_warm lanes=%d latency_ms=%s", self.lanes,
                  {b: round(t * 1000, 2) for b, t in sorted(self._latency_s.items())})
@@ -184,7 +150,7 @@ class GenerationWorker:
         stopped = WorkerStoppedError("kiosk is shutting down")
         for part in left:
             if self._part_done(part, stopped):
-                _answer(part.job)
+                answer(part.job)
 
     def healthy(self) -> bool:
         """True while every thread runs and none has been on one part for more than STUCK_AFTER_S."""
@@ -259,9 +225,9 @@ class GenerationWorker:
     def _submit(
         self, z: np.ndarray, class_ids: Sequence[int] | None, exact: bool,
         post: Callable[[np.ndarray], Any] | None, waiter: asyncio.Future[Any] | None = None,
-    ) -> _Job:
+    ) -> Job:
         """Queue a job (one part per lane); the job, whose future (or waiter) gets the outcome."""
-        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
+        job = Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
                    waiter=waiter)
         n = len(job.z)
         if n == 0:
@@ -275,7 +241,7 @@ class GenerationWorker:
             if self._queued_jobs >= self._queue_limit:
                 raise WorkerBusyError("the kiosk is busy; try again in a moment")
             self._queued_jobs += 1
-            self._parts.extend(_Part(job, a, b) for a, b in itertools.pairwise(bounds))
+            self._parts.extend(Part(job, a, b) for a, b in itertools.pairwise(bounds))
             self._cv.notify(k)
         return job
 
@@ -293,7 +259,7 @@ class GenerationWorker:
                     continue
                 solo = self._begin(parts)
                 self._running[k] = time.monotonic()
-            finished: list[_Job] = []
+            finished: list[Job] = []
             try:
                 finished = self._run(parts, k, solo)
             finally:
@@ -302,12 +268,12 @@ class GenerationWorker:
                     self.batches_run += 1
                     self._end(solo)
             for job in finished:  # after this thread counts as idle: an answer can bring the next request
-                _answer(job)
+                answer(job)
 
-    def _take(self) -> list[_Part]:
+    def _take(self) -> list[Part]:
         """Under the lock: the parts the policy takes (`_take_more`), started; parts of requests cancelled while
         queued are dropped."""
-        taken: list[_Part] = []
+        taken: list[Part] = []
         rows = 0
         while self._parts and self._take_more(taken, rows):
             part = self._parts.popleft()
@@ -318,7 +284,7 @@ class GenerationWorker:
             rows += part.rows
         return taken
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         """Under the lock, at a job's first part taken (or failed by stop): it leaves the queue count and its
         future runs, or it is dropped if it was cancelled while queued."""
         if not (job.started or job.dropped):
@@ -326,11 +292,11 @@ class GenerationWorker:
             job.started = job.future.set_running_or_notify_cancel()
             job.dropped = not job.started
 
-    def _run(self, parts: list[_Part], k: int, solo: bool) -> list[_Job]:
+    def _run(self, parts: list[Part], k: int, solo: bool) -> list[Job]:
         """Generate the parts' designs; the jobs this finished (to be answered)."""
         t0 = time.perf_counter()
         rows = 0
-        finished: list[_Job] = []
+        finished: list[Job] = []
         for exact in (True, False):
             group = [p for p in parts if p.job.exact == exact]
             if not group:
@@ -357,7 +323,7 @@ class GenerationWorker:
                   elapsed * 1000)
         return finished
 
-    def _part_done(self, part: _Part, error: BaseException | None, images: np.ndarray | None = None) -> bool:
+    def _part_done(self, part: Part, error: BaseException | None, images: np.ndarray | None = None) -> bool:
         """Record a part's pictures (or its failure); True if that finished its job, which the caller answers."""
         job = part.job
         if images is not None:
@@ -375,7 +341,7 @@ class GenerationWorker:
             return job.parts_left == 0 and job.started
 
 
-def _warm(gen: Any, batch: int) -> float:
+def warm(gen: Any, batch: int) -> float:
     """Three calls of a generator on a full batch; the median seconds."""
     z = gen.sample_latents(batch, 0)
     classes = [0] * batch if gen.bundle.conditional else None
@@ -385,33 +351,3 @@ def _warm(gen: Any, batch: int) -> float:
         gen.generate(z, classes)
         timings.append(time.perf_counter() - t0)
     return float(np.median(timings))
-
-
-def _answer(job: _Job) -> None:
-    """Resolve a finished job's future with its pictures, its `post` of them, or its error; wake its caller."""
-    if job.error is None:
-        assert job.images is not None
-        try:
-            job.future.set_result(job.images if job.post is None else job.post(job.images))
-        except Exception as exc:  # only this request fails
-            log.exception("event=post_processing_failed rows=%d", len(job.z))
-            job.future.set_exception(exc)
-    else:
-        job.future.set_exception(job.error)
-    if job.waiter is not None:
-        try:
-            job.waiter.get_loop().call_soon_threadsafe(_wake, job)
-        except RuntimeError:  # the caller's event loop has closed: nobody is waiting
-            pass
-
-
-def _wake(job: _Job) -> None:
-    """On the caller's event loop: pass the job's outcome to its waiter (unless the caller gave up)."""
-    waiter = job.waiter
-    if waiter is None or waiter.done():
-        return
-    exc = job.future.exception()
-    if exc is not None:
-        waiter.set_exception(exc)
-    else:
-        waiter.set_result(job.future.result())

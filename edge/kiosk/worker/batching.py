@@ -15,7 +15,8 @@ import numpy as np
 
 from edge.bundle import Bundle
 from edge.kiosk.prometheus import KioskMetrics
-from edge.kiosk.worker.base import GenerationWorker, _Part
+from edge.kiosk.worker.base import GenerationWorker
+from edge.kiosk.worker.jobs import Part
 
 
 class BatchWorker(GenerationWorker):
@@ -39,7 +40,7 @@ class BatchWorker(GenerationWorker):
         super().__init__(bundle, generators, threads=1, queue_limit=queue_limit, metrics=metrics)
         self._max_rows = max_rows
 
-    def _take_more(self, taken: list[_Part], rows: int) -> bool:
+    def _take_more(self, taken: list[Part], rows: int) -> bool:
         return not taken or rows < self._max_rows
 
     def plan(self, rows: int) -> list[int]:

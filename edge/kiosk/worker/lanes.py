@@ -17,7 +17,8 @@ import numpy as np
 
 from edge.bundle import Bundle
 from edge.kiosk.prometheus import KioskMetrics
-from edge.kiosk.worker.base import GenerationWorker, _Part, _warm
+from edge.kiosk.worker.base import GenerationWorker, warm
+from edge.kiosk.worker.jobs import Part
 
 
 class LaneWorker(GenerationWorker):
@@ -51,7 +52,7 @@ class LaneWorker(GenerationWorker):
 
     def _warm_extra(self) -> None:
         for lane in self._lanes:
-            _warm(lane, self.canonical_batch)
+            warm(lane, self.canonical_batch)
 
     def _parts_per_job(self, n: int) -> int:
         return min(n, len(self._lanes))  # lanes share a request between them, one part each
@@ -59,7 +60,7 @@ class LaneWorker(GenerationWorker):
     def _may_take(self) -> bool:
         return not self._exclusive and bool(self._parts)
 
-    def _begin(self, parts: list[_Part]) -> bool:
+    def _begin(self, parts: list[Part]) -> bool:
         quiet = not self._parts and not self._running
         solo = quiet and self._was_quiet and len(parts[0].job.z) == 1
         self._was_quiet = quiet
