@@ -1,6 +1,7 @@
 """The GAN as a Keras 3 model with an overridden `train_step` (fit() stays: callbacks, tf.function, metrics).
 
-One step = one D update and one G update with the non-saturating loss. Every random draw (latents, instance
+One step = one D update and one G update with the non-saturating loss (or the hinge loss, `cfg.loss`).
+Every random draw (latents, instance
 noise, label smoothing, DiffAugment) comes from stateless ops seeded by (config seed, global step), so a step is a
 pure function of the weights and the step counter — which is what makes `--resume` exact.
 """
@@ -87,7 +88,10 @@ class GAN(keras.Model):
             fake = self.generator(self._g_inputs(z, labels), training=True)
             d_real = self.discriminator(self._d_inputs(self._augment(real_in, seed(5)), labels), training=True)
             d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(6)), labels), training=True)
-            d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
+            if cfg.loss == "hinge":
+                d_loss = tf.reduce_mean(tf.nn.relu(1.0 - d_real)) + tf.reduce_mean(tf.nn.relu(1.0 + d_fake))
+            else:
+                d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         grads = tape.gradient(scaled, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
@@ -97,7 +101,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
             d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(8)), labels), training=True)
-            g_loss = self.bce(tf.ones_like(d_fake), d_fake)
+            g_loss = -tf.reduce_mean(d_fake) if cfg.loss == "hinge" else self.bce(tf.ones_like(d_fake), d_fake)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))

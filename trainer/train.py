@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.designs import sample_prior
 from edge.errors import UserError
 from trainer import checkpoints, run_folder
 from trainer.config import TrainConfig
@@ -75,11 +76,7 @@ def _build(cfg: TrainConfig):
 
 
 def _fixed_latents(cfg: TrainConfig) -> list[np.ndarray]:
-    rng = np.random.default_rng(cfg.seed + 20_241)
-    if cfg.z_distribution == "uniform":
-        z = rng.uniform(-1.0, 1.0, (SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
-    else:
-        z = rng.standard_normal((SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
+    z = sample_prior(SAMPLE_GRID_N, cfg.z_dim, cfg.z_distribution, cfg.seed + 20_241)
     if not cfg.conditional:
         return [z]
     n_classes = len(cfg.class_names or [])

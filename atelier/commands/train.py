@@ -19,7 +19,9 @@ def _int_list(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=False, help="folder of class subfolders (train/<class>/*.jpg) or of images")
     p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    p.add_argument("--preset", default="edge", choices=["seed", "edge", "tiny"], help="architecture (default edge)")
+    p.add_argument("--preset", default="edge", choices=["seed", "edge", "edge2", "tiny"],
+                   help="architecture (default edge; edge2 = the realism recipe: bilinear upsampling, hinge loss, "
+                        "skip-layer excitation, wider high-resolution blocks)")
     p.add_argument("--size", type=int, default=None, help="image size in px: 64 or 128 (32 for tiny)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: preset's)")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: preset's)")
@@ -33,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop when the run's wall time reaches this many minutes (mid-epoch if need be; "
                         "checkpointed, so --resume with a larger budget goes on)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="settings",
+                   help="override one setting of the preset (repeatable; VALUE is JSON), e.g. --set upsample=bilinear "
+                        "--set loss=hinge --set skip_excitation=true --set 'g_channels={\"64\": 48, \"128\": 24}' "
+                        "(partial widths merge into the preset's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edge.errors import UserError
-    from trainer.config import preset
+    from trainer.config import parse_setting, preset
     from trainer.train import train
 
     if not args.resume and not args.data:
@@ -58,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         "keep_epochs": args.keep_epochs,
         "data_dir": str(Path(args.data).resolve()) if args.data else None,
     }
+    for text in args.settings:
+        name, value = parse_setting(text)
+        if name in overrides and overrides[name] is not None:
+            raise UserError(f"--set {name} repeats a setting that has its own flag; use the flag")
+        overrides[name] = value
+    if args.resume and args.settings:
+        raise UserError("--set changes a new run's settings; a resumed run keeps its config.json")
     if args.resume:
         # The run's own config.json decides everything but a larger --epochs.
         from trainer.config import TrainConfig
