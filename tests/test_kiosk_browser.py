@@ -151,6 +151,20 @@ def test_the_camera_preview_shows_live_frames(page: Page, server: BackgroundServ
     page.tap("#btn-camera")
     expect(page.locator("#view-camera")).to_be_visible()
     page.wait_for_function("document.querySelector('#camera-img').naturalWidth > 0", timeout=15000)
+    # Live means the picture keeps changing: a hash of what the <img> shows now, then wait for another one.
+    snapshot = """() => {
+        const img = document.querySelector('#camera-img');
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const g = canvas.getContext('2d');
+        g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, canvas.width, canvas.height).data;
+        let h = 0;
+        for (let i = 0; i < d.length; i += 3) h = (h * 31 + d[i]) >>> 0;
+        return h;
+    }"""
+    first = page.evaluate(snapshot)
+    page.wait_for_function(f"({snapshot})() !== {first}", timeout=15000)
     page.screenshot(path=str(tmp_path / "camera.png"))
     page.tap("#btn-camera-back")
     expect(page.locator("#view-grid")).to_be_visible()
