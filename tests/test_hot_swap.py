@@ -191,7 +191,8 @@ def test_requests_during_a_swap_get_the_old_or_the_new_model_never_a_server_erro
         t.join(30)
     assert not errors, errors
     assert not any(t.is_alive() for t in threads)
-    assert {status for kind, status in statuses if kind == "generate"} == {200}
+    generated = [status for kind, status in statuses if kind == "generate"]
+    assert 200 in generated and set(generated) <= {200, 409}  # 409: asked of the old model as it was swapped out
     assert {status for kind, status in statuses if kind == "picture"} <= {200, 409}
     assert new_id[:12] in models_seen and len(models_seen) == 2  # requests were served on both sides of the swap
     assert _health(client)["status"] == "ok"

@@ -196,11 +196,15 @@ class ModelManager:
                 state = json.loads(path.read_text())
                 self.seen = {str(k): str(v) for k, v in state.get("seen", {}).items()}
                 self.history = [str(h) for h in state.get("history", [])]
-                self._restore = state.get("active")
-            except (OSError, ValueError, AttributeError) as exc:
-                log.warning("ignoring unreadable %s (%s)", path, exc)
-        else:  # first start: what is there now is the baseline, only later arrivals are swapped in
-            self.seen = {p.name: _signature(p) for p in self._bundle_dirs()}
+                self._restore = state["active"] if isinstance(state.get("active"), str) else None
+                return
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                # Damaged: start as on a first start, so nothing already there (a rolled-back bundle) swaps in.
+                log.warning("ignoring unreadable %s (%s); what the models folder holds now is the baseline",
+                            path, exc)
+                self.seen, self.history, self._restore = {}, [], None
+        # First start: what is there now is the baseline, only later arrivals are swapped in.
+        self.seen = {p.name: _signature(p) for p in self._bundle_dirs()}
 
     def _save_state(self) -> None:
         path = self._state_path()
