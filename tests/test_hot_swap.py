@@ -17,13 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures_kiosk import start_kiosk
 
 from edge.bundle import load_bundle
 from edge.kiosk import hot_swap
-from edge.kiosk.config import KioskConfig
 from edge.kiosk.hot_swap import MAX_UNPACKED_BYTES, MAX_UPLOAD_MEMBERS, ModelManager, ModelRejected, verify_bundle
 from edge.kiosk.server import BackgroundServer
-from edge.kiosk.service import KioskService
 from edge.kiosk.staff import hash_pin
 
 PIN = "2468"
@@ -58,9 +57,8 @@ def wait_for_a_scan(client: httpx.Client, models: Path, bundle: Path, name: str 
 
 
 def serve(bundle: Path, models_dir: Path, **extra: object) -> BackgroundServer:
-    cfg = KioskConfig(bundle=bundle, models_dir=models_dir, port=0, models_watch_s=0.2, staff_pin_hash=PIN_HASH,
-                      capture_store=models_dir.parent / "captures", capture_min_free_mb=0, **extra)
-    return BackgroundServer(KioskService(cfg, load_bundle(bundle))).start()
+    return start_kiosk(bundle, models_dir=models_dir, models_watch_s=0.2, staff_pin_hash=PIN_HASH,
+                       capture_store=models_dir.parent / "captures", capture_min_free_mb=0, **extra)
 
 
 def unlock(client: httpx.Client) -> dict[str, str]:
@@ -181,6 +179,7 @@ def test_requests_during_a_swap_get_the_old_or_the_new_model_never_a_server_erro
     threads = [threading.Thread(target=hammer) for _ in range(3)]
     for t in threads:
         t.start()
+    wait_for(lambda: len(statuses) >= 6, what="requests before the swap")
     new_id = load_bundle(tiny_conditional_bundle).model_id
     shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
     wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")

@@ -15,6 +15,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from fixtures_kiosk import start_kiosk
 
 from edge.bundle import load_bundle
 from edge.designs import DesignGenerator
@@ -22,7 +23,6 @@ from edge.kiosk.camera import CameraFeed
 from edge.kiosk.config import KioskConfig
 from edge.kiosk.latents import LatentResolver, parse_design_id
 from edge.kiosk.server import BackgroundServer, bind_socket
-from edge.kiosk.service import KioskService
 from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError
 
 MAX_DESIGNS = 24
@@ -39,10 +39,7 @@ def kiosk_conditional_bundle(tiny_conditional_bundle: Path) -> Path:
 
 
 def _serve(bundle_dir: Path, camera: CameraFeed | str = "") -> BackgroundServer:
-    uri = camera if isinstance(camera, str) else ""
-    cfg = KioskConfig(bundle=bundle_dir, port=0, max_designs=MAX_DESIGNS, max_body_bytes=2048, camera=uri)
-    feed = None if isinstance(camera, str) else camera
-    return BackgroundServer(KioskService(cfg, load_bundle(bundle_dir), camera=feed)).start()
+    return start_kiosk(bundle_dir, camera=camera, max_designs=MAX_DESIGNS, max_body_bytes=2048)
 
 
 @pytest.fixture(scope="module")

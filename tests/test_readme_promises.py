@@ -58,7 +58,7 @@ def test_a_full_generation_queue_answers_503_over_http(tiny_bundle: Path, tmp_pa
 
 
 def test_a_full_capture_store_answers_507_over_http_and_writes_nothing(tiny_conditional_bundle: Path,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path, kiosk_server) -> None:
     from test_capture_kiosk import PIN as STAFF_PIN
     from test_capture_kiosk import PIN_HASH as STAFF_PIN_HASH
     from test_capture_kiosk import StillCamera, scene
@@ -66,9 +66,6 @@ def test_a_full_capture_store_answers_507_over_http_and_writes_nothing(tiny_cond
     from edge.capture.store import FrameQuality
     from edge.kernels import preprocess_frame
     from edge.kiosk.camera import CameraFeed
-    from edge.kiosk.config import KioskConfig
-    from edge.kiosk.server import BackgroundServer
-    from edge.kiosk.service import KioskService
 
     store_dir = tmp_path / "captures"
     with CaptureStore(store_dir, min_free_bytes=0) as store:  # 1 MB of earlier captures fills a 1 MB store
@@ -79,10 +76,9 @@ def test_a_full_capture_store_answers_507_over_http_and_writes_nothing(tiny_cond
     bundle = load_bundle(tiny_conditional_bundle)
     feed = CameraFeed(lambda: StillCamera(holder), lambda bgr: preprocess_frame(bgr, bundle.size_px),
                       uri=StillCamera.uri)
-    cfg = KioskConfig(bundle=tiny_conditional_bundle, port=0, staff_pin_hash=STAFF_PIN_HASH, capture_store=store_dir,
-                      capture_min_free_mb=0, capture_max_mb=1, models_dir=tmp_path / "none")
-    with BackgroundServer(KioskService(cfg, bundle, camera=feed)) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60.0) as client:
+    srv = kiosk_server(tiny_conditional_bundle, camera=feed, staff_pin_hash=STAFF_PIN_HASH, capture_store=store_dir,
+                       capture_min_free_mb=0, capture_max_mb=1, models_dir=tmp_path / "none")
+    with httpx.Client(base_url=srv.url, timeout=60.0) as client:
         wait_for(lambda: client.get("/healthz").json()["camera"]["state"] == "live", what="the camera")
         token = client.post("/api/staff/unlock", json={"pin": STAFF_PIN}).json()["token"]
         response = client.post("/api/staff/capture", json={"class": "dress"}, headers={"X-Staff-Token": token})
