@@ -3,6 +3,7 @@ rate-limited), capture endpoints closed without a session, and captures refused 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -79,7 +80,9 @@ def test_pin_is_stored_hashed_and_wrong_pins_are_rate_limited() -> None:
     locked = guard.unlock("0000")
     assert locked.locked and locked.retry_after_s == 30.0
     assert guard.unlock(PIN).token is None  # even the right PIN waits out the lockout
-    now[0] += 31
+    now[0] += 10
+    assert guard.unlock("2222").retry_after_s == 20.0  # a miss during a lockout neither counts nor extends it
+    now[0] += 21
     assert guard.unlock("1111").retry_after_s == 60.0  # each further miss doubles the lockout
     now[0] += 61
     result = guard.unlock(PIN)
@@ -90,6 +93,26 @@ def test_pin_is_stored_hashed_and_wrong_pins_are_rate_limited() -> None:
     assert not guard.check(result.token)  # idle sessions expire
     with pytest.raises(UserError, match="hash-pin"):
         StaffGuard("1234")  # a plain PIN in the config is refused
+
+
+def test_wrong_pins_are_forgotten_with_time_and_the_lockout_is_capped() -> None:
+    now = [0.0]
+    guard = StaffGuard(PIN_HASH, max_failures=3, lockout_s=30.0, max_lockout_s=120.0, miss_memory_s=600.0,
+                       clock=lambda: now[0])
+    first = guard.unlock("0000")
+    assert first.error == "Wrong PIN. 2 more tries before a short lockout."
+    assert guard.unlock("0000").error == "Wrong PIN. 1 more try before a short lockout."  # grammar
+    now[0] += 601  # both misses are forgotten: a shopper's taps do not pile up over the day
+    assert guard.unlock("0000").error == "Wrong PIN. 2 more tries before a short lockout."
+    guard.unlock("0000")
+    locks = [guard.unlock("0000").retry_after_s]  # the third miss in ten minutes: a lockout
+    for _ in range(4):  # a shopper who keeps at it: the lockout doubles, up to the cap, never beyond
+        now[0] += locks[-1]
+        locks.append(guard.unlock("0000").retry_after_s)
+    assert locks == [30.0, 60.0, 120.0, 120.0, 120.0]
+    assert guard.unlock(PIN).error == "Too many wrong PINs: try again in 2 min, or use the staff key."
+    assert guard.unlock_with_key().token  # the staff key gets in, lockout or not
+    assert guard.unlock(PIN).token  # and voids the shopper's misses
 
 
 def test_config_validates_the_staff_and_capture_keys(tmp_path: Path) -> None:
@@ -108,6 +131,8 @@ def test_config_validates_the_staff_and_capture_keys(tmp_path: Path) -> None:
 def test_capture_endpoints_are_closed_without_a_session(staff_kiosk) -> None:
     client, _, store = staff_kiosk
     calls = [("post", "/api/staff/capture", {"json": {"class": "dress"}}), ("get", "/api/staff/status", {}),
+             ("post", "/api/staff/capture", {}),  # an empty body: still 401 (the session is checked first)
+             ("post", "/api/staff/capture", {"content": b"{junk"}),
              ("get", "/api/staff/models", {}), ("post", "/api/staff/models", {"content": b"x"}),
              ("post", "/api/staff/models/rollback", {}),
              ("get", "/api/staff/captures/20260101T000000000-00000000.jpg", {})]
@@ -129,11 +154,42 @@ def test_capture_endpoints_are_closed_without_a_session(staff_kiosk) -> None:
 def test_wrong_pins_are_refused_then_locked_out_over_http(staff_kiosk) -> None:
     client, _, _ = staff_kiosk
     codes = [client.post("/api/staff/unlock", json={"pin": f"{i:04d}"}) for i in range(5)]
-    assert [r.status_code for r in codes[:4]] == [403] * 4 and "wrong PIN" in codes[0].json()["error"]
+    assert [r.status_code for r in codes[:4]] == [403] * 4 and "Wrong PIN" in codes[0].json()["error"]
     assert codes[4].status_code == 429 and int(codes[4].headers["Retry-After"]) >= 1
     right = client.post("/api/staff/unlock", json={"pin": PIN})
-    assert right.status_code == 429 and "too many wrong PINs" in right.json()["error"]
+    assert right.status_code == 429 and "Too many wrong PINs" in right.json()["error"]
     assert client.post("/api/staff/unlock", json={"pin": 1234}).status_code == 400  # not a string
+    assert client.post("/api/staff/unlock").status_code == 400  # no PIN, no key
+    # This kiosk has no staff key configured: the key button says so, and does not get in.
+    key = client.post("/api/staff/unlock", json={"key": True})
+    assert key.status_code == 403 and "no staff key" in key.json()["error"]
+
+
+def test_the_staff_key_on_a_usb_stick_gets_staff_in_during_a_lockout(tiny_bundle: Path, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    stick = media / "user" / "STICK"
+    stick.mkdir(parents=True)
+    key = b"k3y-" + bytes(range(40))
+    srv = start_kiosk(tiny_bundle, staff_pin_hash=PIN_HASH, capture_store=tmp_path / "captures",
+                      capture_min_free_mb=0, models_dir=tmp_path / "none", usb_roots=f"{media},{tmp_path}/gone",
+                      staff_key_sha256=hashlib.sha256(key).hexdigest())
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+            for i in range(6):  # a shopper locks the keypad
+                client.post("/api/staff/unlock", json={"pin": f"{i:04d}"})
+            assert client.post("/api/staff/unlock", json={"pin": PIN}).status_code == 429
+            missing = client.post("/api/staff/unlock", json={"key": True})
+            assert missing.status_code == 403 and "plug in the USB stick" in missing.json()["error"]
+            (stick / "atelier-staff.key").write_bytes(b"not the key")
+            assert client.post("/api/staff/unlock", json={"key": True}).status_code == 403  # a wrong file
+            (stick / "atelier-staff.key").write_bytes(key)
+            response = client.post("/api/staff/unlock", json={"key": True})
+            assert response.status_code == 200, response.text
+            headers = {"X-Staff-Token": response.json()["token"]}
+            assert client.get("/api/staff/status", headers=headers).status_code == 200
+            assert client.post("/api/staff/unlock", json={"pin": PIN}).status_code == 200  # the lockout is void
+    finally:
+        srv.stop()
 
 
 def test_staff_capture_stores_good_frames_and_refuses_bad_ones_with_reasons(staff_kiosk) -> None:
@@ -167,10 +223,13 @@ def test_staff_capture_stores_good_frames_and_refuses_bad_ones_with_reasons(staf
     assert bad_class.status_code == 422 and bad_class.json()["reason"] == "bad_class"
     typed = client.post("/api/staff/capture", json={"class": "skirt"}, headers=headers)  # a class the model lacks
     assert typed.status_code == 201 and typed.json()["new_class"] is True
+    show(client, holder, scene(6, "trousers"))
+    again = client.post("/api/staff/capture", json={"class": "skirt"}, headers=headers)
+    assert again.status_code == 201 and again.json()["new_class"] is False  # said once, at the first one
     client.post("/api/staff/lock", headers=headers)
     assert client.post("/api/staff/capture", json={"class": "dress"}, headers=headers).status_code == 401
     with CaptureStore(store, writable=False) as s:
-        assert s.class_counts() == {"dress": 1, "skirt": 1} and s.verify() == []
+        assert s.class_counts() == {"dress": 1, "skirt": 2} and s.verify() == []
 
 
 def test_a_face_in_front_of_the_kiosk_camera_is_blurred_in_the_store(staff_kiosk) -> None:
@@ -224,18 +283,27 @@ def test_staff_page_unlocks_captures_and_shows_the_reason_of_a_refusal(staff_kio
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{client.base_url}/?idle=600")
     page.click("#btn-staff")
-    page.fill("#staff-pin-input", "0000")
-    page.click("#staff-pin button[type=submit]")
-    expect(page.locator("#staff-pin-msg")).to_contain_text("wrong PIN")
+
+    def type_pin(pin: str) -> None:  # on the on-screen keypad: the kiosk has no keyboard
+        for digit in pin:
+            page.click(f"#staff-keypad .key:text-is('{digit}')")
+        expect(page.locator("#staff-pin-dots")).to_have_text("●" * len(pin))
+        page.click("#staff-keypad .key.ok")
+
+    type_pin("0000")
+    expect(page.locator("#staff-pin-msg")).to_have_text("Wrong PIN. 4 more tries before a short lockout.")
     expect(page.locator("#staff-panel")).to_be_hidden()
-    page.fill("#staff-pin-input", PIN)
-    page.click("#staff-pin button[type=submit]")
+    type_pin(PIN)
     expect(page.locator("#staff-panel")).to_be_visible()
-    expect(page.locator("#staff-class")).to_have_value("dress")  # the model's first class
+    chips = page.locator("#staff-class-chips .chip")
+    expect(chips).to_have_text(["dress", "t-shirt", "trousers"])  # the model's classes, as chips
+    expect(chips.nth(0)).to_have_attribute("aria-pressed", "true")
     page.click("#staff-capture")
-    expect(page.locator("#staff-result")).to_contain_text("Saved dress")
+    expect(page.locator("#staff-result")).to_have_text("Saved a dress.")  # a class the model knows: no note
     expect(page.locator("#staff-counts")).to_contain_text("dress: 1")
     page.wait_for_function("document.querySelector('#staff-last').naturalWidth > 0")
+    page.click("#staff-class-chips .chip >> nth=1")
+    expect(chips.nth(1)).to_have_attribute("aria-pressed", "true")
     show(client, holder, cv2.GaussianBlur(scene(22), (0, 0), 4))
     page.fill("#staff-class", "evening gown")
     page.click("#staff-capture")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures_bundles import models_and_stick
 from fixtures_kiosk import start_kiosk
 
 from edge.bundle import load_bundle
-from edge.kiosk import hot_swap
+from edge.kiosk import bundle_upload
 from edge.kiosk.hot_swap import MAX_UNPACKED_BYTES, MAX_UPLOAD_MEMBERS, ModelManager, ModelRejected, verify_bundle
 from edge.kiosk.server import BackgroundServer
 from edge.kiosk.staff import hash_pin
@@ -233,16 +234,19 @@ def test_staff_upload_swaps_a_good_bundle_and_refuses_bad_archives(kiosk, tiny_c
     headers = unlock(client)
     hostile = _tar_of(tiny_conditional_bundle, extra={"../../escape.txt": b"x"}, mode="w:gz")
     response = client.post("/api/staff/models", content=hostile, headers=headers)
-    assert response.status_code == 422 and "unsafe path" in response.json()["error"]
+    assert response.status_code == 422 and "unsafe path" in response.json()["detail"]
+    assert response.json()["error"].startswith("That file is not a model bundle")  # one sentence for staff
     assert not (models.parent / "escape.txt").exists()
     assert client.post("/api/staff/models", content=b"not a tar", headers=headers).status_code == 422
     response = client.post("/api/staff/models", content=_damaged_gz(_tar_of(tiny_conditional_bundle, mode="w:gz")),
                            headers=headers)
-    assert response.status_code == 422 and "not a readable .tar" in response.json()["error"]
+    assert response.status_code == 422 and "not a readable .tar" in response.json()["detail"]
     broken = shutil.copytree(tiny_conditional_bundle, tmp_path / "broken")
     damage(broken, "generator_b8.tflite")
     response = client.post("/api/staff/models", content=_tar_of(broken), headers=headers)
-    assert response.status_code == 422 and "fails its checksum" in response.json()["error"]
+    assert response.status_code == 422 and "fails its checksum" in response.json()["detail"]
+    assert response.json()["error"] == ("That model failed its checks, so it was not installed; the current model "
+                                        "keeps serving.")
     assert _health(client)["model_error"] is not None
     response = client.post("/api/staff/models", content=upload, headers=headers)
     assert response.status_code == 200, response.text
@@ -311,7 +315,7 @@ def test_an_upload_is_refused_when_the_disk_cannot_hold_it(manager, tiny_bundle:
     mgr, models = manager
     upload = _tar_of(tiny_bundle)
     # A nearly full disk (a disk we lack): less free than the bundle plus the margin the kiosk keeps.
-    monkeypatch.setattr(hot_swap, "_free_bytes", lambda folder: hot_swap.UPLOAD_FREE_MARGIN_BYTES + 1024)
+    monkeypatch.setattr(bundle_upload, "_free_bytes", lambda folder: bundle_upload.UPLOAD_FREE_MARGIN_BYTES + 1024)
     with pytest.raises(ModelRejected, match="not enough free space"):
         mgr.receive_upload(upload)
     assert sorted(p.name for p in models.iterdir()) == ["start"]
@@ -366,3 +370,82 @@ def test_a_restart_restores_the_active_bundle_and_does_not_reapply_a_rolled_back
         wait_for_a_scan(client, models, tiny_bundle)  # the rolled-back bundle stays out
         assert model_id(client) == start_id
     srv.stop()
+
+
+@pytest.mark.parametrize("damaged", [
+    b"\x00\xff\x13garbage",  # not text
+    b'{"active": "/x", "seen": {"a": ',  # truncated mid-write
+    b"[1, 2, 3]",  # JSON, not an object
+    b'{"active": {}, "history": 5, "seen": []}',  # an object with the wrong types
+])
+def test_a_damaged_state_file_is_set_aside_with_one_clear_log_line(
+        damaged: bytes, tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    other = shutil.copytree(tiny_bundle, models / "other")
+    (models / ".hot-swap.json").write_bytes(damaged)
+    with caplog.at_level("ERROR", logger="edge.kiosk.hot_swap"):
+        mgr = ModelManager(lambda verified: None, start, models, poll_s=0)
+    lines = [r.getMessage() for r in caplog.records if "event=hot_swap_state_damaged" in r.getMessage()]
+    assert len(lines) == 1 and ".hot-swap.json" in lines[0] and "baseline" in lines[0]
+    assert (models / ".hot-swap.json.damaged").read_bytes() == damaged  # kept for a look, out of the way
+    # As on a first start: what is in the folder now is the baseline, nothing is swapped in by surprise.
+    assert set(mgr.seen) == {"start", "other"} and mgr.scan_once() == [] and mgr.active == start.resolve()
+    assert other.is_dir()
+
+
+def test_a_kiosk_with_a_damaged_state_file_keeps_serving_and_watching(
+        tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    start = shutil.copytree(tiny_bundle, models / "start")
+    (models / ".hot-swap.json").write_text('{"active": "')
+    srv = serve(start, models)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+            assert client.post("/api/generate", json={"n": 2}).status_code == 200
+            assert client.get("/healthz").json()["status"] == "ok"
+            new_id = load_bundle(tiny_conditional_bundle).model_id
+            shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
+            wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
+        # The watcher wrote a good state file again.
+        assert json.loads((models / ".hot-swap.json").read_text())["active"] == str((models / "next").resolve())
+    finally:
+        srv.stop()
+
+
+def test_bundles_on_the_kiosk_and_on_a_usb_stick_are_offered_as_a_list(
+        tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path) -> None:
+    models, start, stick = models_and_stick(tmp_path, tiny_bundle, tiny_conditional_bundle, "autumn")
+    (stick / "junk.tar").write_bytes(b"not a tar at all")
+    (stick / "holiday.jpg").write_bytes(b"\xff\xd8")  # not a bundle: not offered
+    srv = serve(start, models, usb_roots=str(tmp_path / "media"))
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
+            assert client.get("/api/staff/bundles").status_code == 401
+            headers = unlock(client)
+            listed = client.get("/api/staff/bundles", headers=headers).json()["bundles"]
+            by_file = {b["file"]: b for b in listed}
+            assert set(by_file) == {start.name, "autumn", "junk.tar"}
+            assert by_file[start.name]["active"] and by_file[start.name]["where"] == "kiosk"
+            assert by_file["autumn"]["where"] == "usb" and by_file["autumn"]["kind"] == "folder"
+            assert all("/" not in b["id"] for b in listed)  # an opaque handle, never a path
+            junk = client.post("/api/staff/bundles/install", json={"id": by_file["junk.tar"]["id"]},
+                               headers=headers)
+            assert junk.status_code == 422 and junk.json()["error"].startswith("That file is not a model bundle")
+            assert "not a readable .tar" in junk.json()["detail"]
+            made_up = client.post("/api/staff/bundles/install", json={"id": "0" * 16}, headers=headers)
+            assert made_up.status_code == 422 and "USB stick" in made_up.json()["error"]
+            assert client.post("/api/staff/bundles/install", json={"id": "../../etc"},
+                               headers=headers).status_code == 422
+            response = client.post("/api/staff/bundles/install", json={"id": by_file["autumn"]["id"]},
+                                   headers=headers)
+            assert response.status_code == 200, response.text
+            assert client.get("/api/info").json()["model_id"] == load_bundle(tiny_conditional_bundle).model_id
+            # Copied onto the kiosk: it keeps serving when the stick is pulled out.
+            shutil.rmtree(stick)
+            assert (models / response.json()["bundle"] / "manifest.json").is_file()
+            assert client.post("/api/generate", json={"n": 1}).status_code == 200
+    finally:
+        srv.stop()

@@ -23,7 +23,7 @@ from edge.kiosk.camera import CameraFeed
 from edge.kiosk.config import KioskConfig
 from edge.kiosk.latents import LatentResolver, parse_design_id
 from edge.kiosk.server import BackgroundServer, bind_socket
-from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError
+from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError, make_worker
 
 MAX_DESIGNS = 24
 
@@ -291,6 +291,24 @@ def test_malformed_json_and_wrong_methods(client: httpx.Client) -> None:
     assert response.status_code == 405 and response.json()["error"]
 
 
+def test_head_is_answered_for_every_get_route(client: httpx.Client, server: BackgroundServer) -> None:
+    design = client.post("/api/generate", json={"n": 1, "seed": 3}).json()["designs"][0]
+    for path in ("/", design["page"], "/static/app.js", "/api/info", "/api/classes", design["url"],
+                 f"/api/design/{design['id']}", "/healthz", "/metrics", "/api/walk.png?seed=1&count=2",
+                 "/api/camera.jpg", "/camera.mjpg"):
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        if path not in ("/camera.mjpg", "/api/camera.jpg", "/healthz", "/metrics"):  # the rest answer the same
+            get_headers = client.get(path).headers
+            assert head.headers["content-type"] == get_headers["content-type"], path
+            assert head.headers["content-length"] == get_headers["content-length"], path
+    assert client.head("/camera.mjpg").headers["content-type"].startswith("multipart/x-mixed-replace")
+    assert client.head("/no/such/page").status_code == 404
+    response = client.head("/api/generate")  # POST only
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert client.get("/healthz").status_code == 200  # a HEAD of the endless stream left nothing behind
+
+
 def test_the_lean_post_routes_read_bodies_as_a_client_would_expect(client: httpx.Client) -> None:
     # generate, neighbours and mix skip FastAPI (edge.kiosk.json_routes): the same answers, other corner cases.
     response = client.post("/api/generate")  # no body: all defaults
@@ -517,7 +535,7 @@ def _keep_busy(worker: GenerationWorker) -> tuple[np.ndarray, Future]:
 
 
 def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(kiosk_bundle), queue_limit=1)
+    worker = make_worker(load_bundle(kiosk_bundle), queue_limit=1)
     worker.start()
     try:
         z, busy = _keep_busy(worker)
@@ -531,7 +549,7 @@ def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
 
 
 def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
     try:
         z, busy = _keep_busy(worker)
@@ -555,7 +573,7 @@ def test_lanes_make_the_same_pictures_as_one_interpreter_on_the_default_model() 
     z = reference.sample_latents(11, 123)
     expected = np.concatenate([reference.generate(z[i : i + 1]) for i in range(len(z))])
     for lanes in (2, 3):
-        worker = GenerationWorker(bundle, num_threads=2, lanes=lanes)
+        worker = make_worker(bundle, num_threads=2, lanes=lanes)
         worker.start()
         try:
             assert len(worker._lanes) == lanes
@@ -566,7 +584,7 @@ def test_lanes_make_the_same_pictures_as_one_interpreter_on_the_default_model() 
 
 
 def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request(kiosk_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
     try:
         z = worker.sample_latents(4, 0)
@@ -589,7 +607,7 @@ def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request
 
 
 def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
     z, busy = _keep_busy(worker)
     waiting, gone = worker.submit(z[:1]), worker.submit(z[:2])
@@ -603,7 +621,7 @@ def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle
 
 
 def test_requests_left_in_the_queue_when_stop_gives_up_fail_clearly(kiosk_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
     z, busy = _keep_busy(worker)
     queued = [worker.submit(z) for _ in range(3)]

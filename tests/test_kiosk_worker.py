@@ -12,7 +12,7 @@ from fixtures_asyncio import RunAsync
 
 from edge.bundle import load_bundle
 from edge.designs import DesignGenerator
-from edge.kiosk.worker import GenerationWorker, WorkerStoppedError
+from edge.kiosk.worker import WorkerStoppedError, make_worker
 
 
 def _solo_flags(caplog: pytest.LogCaptureFixture) -> list[bool]:
@@ -25,7 +25,7 @@ def test_a_request_is_shared_between_the_lanes_and_matches_one_interpreter(tiny_
     bundle = load_bundle(tiny_bundle)
     reference = DesignGenerator(bundle, batch=1, num_threads=1)
     z = reference.sample_latents(7, 5)
-    worker = GenerationWorker(bundle, num_threads=2)
+    worker = make_worker(bundle, num_threads=2)
     worker.start()
     try:
         assert worker.lanes == 2 and worker.status()["lanes"] == 2
@@ -39,7 +39,7 @@ def test_a_request_is_shared_between_the_lanes_and_matches_one_interpreter(tiny_
 
 def test_without_lanes_one_thread_batches_what_is_queued(tiny_bundle: Path) -> None:
     bundle = load_bundle(tiny_bundle)
-    worker = GenerationWorker(bundle, num_threads=2, lanes=0)
+    worker = make_worker(bundle, num_threads=2, lanes=0)
     worker.start()
     try:
         assert worker.lanes == 0 and len(worker._threads) == 1
@@ -60,7 +60,7 @@ def test_a_lone_design_on_a_quiet_kiosk_runs_on_every_thread_but_not_under_load(
     tiny_bundle: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     bundle = load_bundle(tiny_bundle)
-    worker = GenerationWorker(bundle, num_threads=2)
+    worker = make_worker(bundle, num_threads=2)
     worker.start()
     caplog.set_level(logging.DEBUG, logger="edge.kiosk.worker")
     try:
@@ -82,7 +82,7 @@ def test_a_lone_design_on_a_quiet_kiosk_runs_on_every_thread_but_not_under_load(
 
 
 def test_stop_answers_every_request_even_when_it_gives_up_mid_request(tiny_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(tiny_bundle), num_threads=2)
+    worker = make_worker(load_bundle(tiny_bundle), num_threads=2)
     worker.start()
     z = worker.sample_latents(600, 3)
     futures = [worker.submit(z[: 200 + 7 * k]) for k in range(20)]  # two parts each, far more than can run
@@ -103,7 +103,7 @@ def test_stop_answers_every_request_even_when_it_gives_up_mid_request(tiny_bundl
 
 
 def test_a_cancelled_async_caller_takes_its_request_off_the_queue(tiny_bundle: Path, run_async: RunAsync) -> None:
-    worker = GenerationWorker(load_bundle(tiny_bundle), num_threads=2)
+    worker = make_worker(load_bundle(tiny_bundle), num_threads=2)
     worker.start()
     z = worker.sample_latents(3000, 4)
 
@@ -131,7 +131,7 @@ def test_a_cancelled_async_caller_takes_its_request_off_the_queue(tiny_bundle: P
 
 
 def test_an_empty_request_is_refused(tiny_bundle: Path) -> None:
-    worker = GenerationWorker(load_bundle(tiny_bundle), num_threads=2)
+    worker = make_worker(load_bundle(tiny_bundle), num_threads=2)
     worker.start()
     try:
         with pytest.raises(ValueError, match="no latents"):

@@ -1,11 +1,10 @@
 """Promises the docs make that no other test held: 503 on a full queue and 507 on a full store over HTTP, hot-swap
 rejection of a flat model and of disagreeing batch models, the 64 MB upload cap, colour-aware dedupe, checkpoint
-retention and --keep-epochs, a damaged .hot-swap.json, and a kiosk killed mid-upload."""
+retention and --keep-epochs, and a kiosk killed mid-upload (a damaged .hot-swap.json: test_hot_swap.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -19,14 +18,14 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from test_hot_swap import PIN_HASH, _health, serve, unlock, wait_for, wait_for_a_scan
+from test_hot_swap import PIN_HASH, _health, serve, unlock, wait_for
 
 from edge.bundle import load_bundle, write_manifest
 from edge.capture.pipeline import CapturePipeline, CaptureRejected, CaptureSettings
 from edge.capture.scenes import garment_scene
 from edge.capture.store import CaptureStore
 from edge.kiosk.hot_swap import MAX_UPLOAD_BYTES, STATE_FILE, ModelRejected, verify_bundle
-from edge.kiosk.staff_api import UPLOAD_PATH
+from edge.kiosk.routes.staff import UPLOAD_PATH
 from edge.kiosk.worker import WorkerBusyError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +169,7 @@ def test_the_upload_cap_is_64_mb(tiny_bundle: Path, tmp_path: Path) -> None:
             headers = unlock(client)
             at_cap = client.post(UPLOAD_PATH, content=b"\0" * MAX_UPLOAD_BYTES, headers=headers)
             assert at_cap.status_code != 413  # 64 MB is let in (and refused for what it is: not a bundle)
-            assert "not a readable .tar" in at_cap.json()["error"] or "no manifest.json" in at_cap.json()["error"]
+            assert at_cap.json()["error"].startswith("That file is not a model bundle")
             over = client.post(UPLOAD_PATH, content=b"\0" * (MAX_UPLOAD_BYTES + 1), headers=headers)
             assert over.status_code == 413 and f"over {MAX_UPLOAD_BYTES} bytes" in over.json()["error"]
             assert _health(client)["model_id"] == load_bundle(tiny_bundle).model_id
@@ -180,30 +179,6 @@ def test_the_upload_cap_is_64_mb(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 # State across restarts -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("damage", [b"\x00\xff garbage", b'{"seen": ', b"[1, 2]", b""])
-def test_a_damaged_hot_swap_state_is_a_fresh_start_not_a_crash(
-    tiny_bundle: Path, tiny_conditional_bundle: Path, tmp_path: Path, damage: bytes, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The kiosk starts on its bundle, says so, and does not swap in what already sits in the folder."""
-    models = tmp_path / "models"
-    models.mkdir()
-    start = shutil.copytree(tiny_bundle, models / "start")
-    shutil.copytree(tiny_conditional_bundle, models / "older")  # e.g. a bundle staff rolled back
-    (models / STATE_FILE).write_bytes(damage)
-    with caplog.at_level(logging.WARNING):
-        srv = serve(start, models)
-    try:
-        with httpx.Client(base_url=srv.url, timeout=60.0) as client:
-            assert _health(client)["status"] == "ok"
-            wait_for_a_scan(client, models, tiny_bundle)
-            assert _health(client)["model_id"] == load_bundle(start).model_id
-    finally:
-        srv.stop()
-    assert f"ignoring unreadable {models / STATE_FILE}" in caplog.text
-    state = json.loads((models / STATE_FILE).read_text())  # written anew
-    assert "older" in state["seen"] and state["active"] == str(start.resolve())
 
 
 def _free_port() -> int:

@@ -5,9 +5,14 @@ clothing-small and ships it in `models/features/` (a `.keras` file of 2.5 MB and
 the data, the command, the epochs and the validation accuracy). Its penultimate layer — 256 channels after global
 average pooling — is the feature space of FCD, KID, precision/recall and the novelty check (`trainer.metrics`).
 
-Input: uint8 RGB pictures of any (square) size. They are resized *inside* the model to 64 px (bilinear,
-antialiased), so real photos and generated designs go through one resize path (the clean-fid lesson: resizing
-differences alone move FID by several points).
+Input: uint8 RGB pictures of any (square) size. They are resized *inside* the model to the network's size (64 px
+for `models/features`, 128 px for `models/features-128`; bilinear, antialiased), so real photos and generated designs
+go through one resize path (the clean-fid lesson: resizing differences alone move FID by several points).
+
+Two networks ship. The 64 px one (`models/features`) is blind to what happens above 64 px: an 8 px grid pattern or
+nearest-neighbour blockiness is averaged away by its input resize, and its training's random 2x downscale taught it
+to ignore blur. The 128 px one (`models/features-128`) sees the model's own pixels: a stride-2 3x3 stem reads every
+128 px pixel, then the same body as the 64 px network; it trains without the downscale augmentation.
 
 Architecture (about 0.6 M parameters, 60 M MACs per picture at 64 px): a 3x3 conv at 64 px, a stride-2 conv to
 32 px, then conv pairs at 32, 16 and 8 px with 2x2 max-pooling between them and a last conv to 256 channels at
@@ -35,12 +40,14 @@ from edge.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FEATURE_SIZE_PX = 64  # side the network works at; inputs of any size are resized to it inside the model
+FEATURE_SIZE_PX = 64  # side the default network works at; inputs of any size are resized to it inside the model
+FEATURE_SIZES_PX = (64, 128)  # sides a feature network can be trained at
 FEATURE_LAYER = "features"  # name of the pooled penultimate layer
 MODEL_FILE = "garment_features.keras"
 CARD_FILE = "card.json"
 FEATURES_ENV = "ATELIER_FEATURES"  # overrides the default feature-network folder
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "features"
+DEFAULT_DIR_128 = Path(__file__).resolve().parent.parent / "models" / "features-128"  # the network that sees 128 px
 # Class names of other datasets that mean a class the network knows (the procedural garments draw "trousers").
 CLASS_ALIASES: dict[str, str] = {"trousers": "pants"}
 
@@ -57,6 +64,14 @@ class FeatureTrainConfig:
     dropout: float = 0.3  # before the softmax layer
     seed: int = 0  # weights, data order and augmentation
     crop: str = "center"  # how photos are squared before resizing (as in training the GAN)
+    size_px: int = FEATURE_SIZE_PX  # the side the network reads (64, or 128 with a stride-2 stem)
+    downscale_share: float | None = None  # share of pictures blurred by a 2x down/up (None: 0.25 at 64 px, 0 at 128)
+
+    def resolved_downscale_share(self) -> float:
+        """The 64 px network learns to ignore blur (so 32 px designs look familiar); the 128 px one must see it."""
+        if self.downscale_share is not None:
+            return self.downscale_share
+        return 0.25 if self.size_px == FEATURE_SIZE_PX else 0.0
 
 
 def feature_dir() -> Path:
@@ -65,8 +80,11 @@ def feature_dir() -> Path:
     return Path(env) if env else DEFAULT_DIR
 
 
-def build_feature_classifier(n_classes: int, *, dropout: float = 0.3):
-    """The garment classifier as a Keras functional model (input: float RGB 0..255, any size)."""
+def build_feature_classifier(n_classes: int, *, dropout: float = 0.3, size_px: int = FEATURE_SIZE_PX):
+    """The garment classifier as a Keras functional model (input: float RGB 0..255, any size).
+
+    At 128 px a stride-2 3x3 stem (16 channels) reads every pixel and hands 64 px maps to the 64 px body.
+    """
     import keras
     from keras import layers
 
@@ -76,9 +94,12 @@ def build_feature_classifier(n_classes: int, *, dropout: float = 0.3):
         return layers.ReLU()(x)
 
     inputs = keras.Input((None, None, 3), name="rgb")
-    x = layers.Resizing(FEATURE_SIZE_PX, FEATURE_SIZE_PX, interpolation="bilinear", antialias=True,
-                        name="resize")(inputs)
+    if size_px not in FEATURE_SIZES_PX:
+        raise UserError(f"a feature network reads {' or '.join(map(str, FEATURE_SIZES_PX))} px, not {size_px}")
+    x = layers.Resizing(size_px, size_px, interpolation="bilinear", antialias=True, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
+    if size_px == 128:
+        x = conv(x, 16, strides=2)  # 128 -> 64 px: every input pixel reaches the features
     x = conv(x, 24)  # 64 px
     x = conv(x, 32, strides=2)  # 32 px
     x = conv(x, 32)
@@ -96,11 +117,9 @@ def build_feature_classifier(n_classes: int, *, dropout: float = 0.3):
     return keras.Model(inputs, outputs, name="garment_features")
 
 
-def _augment_fn(seed: int):
-    """A tf.data map function: flip, translation, colour jitter and a random 2x downscale, per picture."""
+def _augment_fn(seed: int, size: int = FEATURE_SIZE_PX, downscale_share: float = 0.25):
+    """A tf.data map function: flip, translation, colour jitter and (for a share) a 2x downscale, per picture."""
     import tensorflow as tf
-
-    size = FEATURE_SIZE_PX
 
     def augment(image, label, index):
         s = tf.stack([tf.cast(seed, tf.int64), index])
@@ -115,7 +134,7 @@ def _augment_fn(seed: int):
         x = tf.image.stateless_random_saturation(x, 0.7, 1.3, seed=s + 4)
         small = tf.image.resize(x, [size // 2, size // 2], antialias=True)
         small = tf.image.resize(small, [size, size])
-        x = tf.where(tf.random.stateless_uniform([], seed=s + 5) < 0.25, small, x)
+        x = tf.where(tf.random.stateless_uniform([], seed=s + 5) < downscale_share, small, x)
         return tf.clip_by_value(x, 0.0, 255.0), label
 
     return augment
@@ -159,18 +178,19 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
     cfg = cfg or FeatureTrainConfig()
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise UserError(f"--epochs and --batch-size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
+    if cfg.size_px not in FEATURE_SIZES_PX:
+        raise UserError(f"--size must be {' or '.join(map(str, FEATURE_SIZES_PX))}, got {cfg.size_px}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train_dir, val_dir = _split_dirs(data_dir)
     t0 = time.perf_counter()
-    train = load_training_data(train_dir, FEATURE_SIZE_PX, crop=cfg.crop, progress=progress)
-    val = load_training_data(val_dir, FEATURE_SIZE_PX, classes=train.class_names, crop=cfg.crop,
-                             progress=progress)
+    train = load_training_data(train_dir, cfg.size_px, crop=cfg.crop, progress=progress)
+    val = load_training_data(val_dir, cfg.size_px, classes=train.class_names, crop=cfg.crop, progress=progress)
     n_classes = len(train.class_names)
     if n_classes < 2:
         raise UserError(f"{train_dir} has one class; the feature network needs at least two class folders")
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_feature_classifier(n_classes, dropout=cfg.dropout)
+    model = build_feature_classifier(n_classes, dropout=cfg.dropout, size_px=cfg.size_px)
     steps = cfg.epochs * (len(train.images) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=max(1, steps))
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
@@ -180,7 +200,8 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
     n = len(train.images)
     ds = tf.data.Dataset.from_tensor_slices((train.images, onehot[train.labels], np.arange(n, dtype=np.int64)))
     ds = ds.shuffle(n, seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.map(_augment_fn(cfg.seed), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(_augment_fn(cfg.seed, cfg.size_px, cfg.resolved_downscale_share()),
+                num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     val_ds = tf.data.Dataset.from_tensor_slices((val.images.astype(np.float32), onehot[val.labels]))
     val_ds = val_ds.batch(256)
@@ -194,7 +215,7 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
-    save_for_shipping(model, model_path, dropout=cfg.dropout)
+    save_for_shipping(model, model_path, dropout=cfg.dropout, size_px=cfg.size_px)
     card = {
         "what": "garment classifier whose 256-d pooled penultimate layer is Atelier's feature space "
                 "(FCD, KID, precision/recall, novelty)",
@@ -202,8 +223,9 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
         "sha256": _file_sha256(model_path),
         "bytes": model_path.stat().st_size,
         "params": int(model.count_params()),
-        "input": f"uint8 RGB, any square size, resized inside the model to {FEATURE_SIZE_PX} px "
+        "input": f"uint8 RGB, any square size, resized inside the model to {cfg.size_px} px "
                  "(bilinear, antialiased)",
+        "size_px": cfg.size_px,
         "feature_layer": FEATURE_LAYER,
         "feature_dim": int(model.get_layer(FEATURE_LAYER).output.shape[-1]),
         "class_names": train.class_names,
@@ -214,7 +236,7 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
             "n_validation": len(val.images),
             "train_class_counts": train.report.class_counts,
             "validation_class_counts": val.report.class_counts,
-            "loaded_at_px": FEATURE_SIZE_PX,
+            "loaded_at_px": cfg.size_px,
             "crop": cfg.crop,
         },
         "training": asdict(cfg),
@@ -233,10 +255,10 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
     return card
 
 
-def save_for_shipping(model, path: Path, *, dropout: float = 0.3) -> None:
+def save_for_shipping(model, path: Path, *, dropout: float = 0.3, size_px: int = FEATURE_SIZE_PX) -> None:
     """Save the classifier's weights in an uncompiled copy: no optimizer state (a third of the size)."""
     n_classes = int(model.outputs[0].shape[-1])
-    clean = build_feature_classifier(n_classes, dropout=dropout)
+    clean = build_feature_classifier(n_classes, dropout=dropout, size_px=size_px)
     clean.set_weights(model.get_weights())
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     clean.save(tmp)

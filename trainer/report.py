@@ -133,7 +133,29 @@ def _table_cells(row: dict[str, Any], conditional: bool = False) -> list[str]:
         _fmt(m["precision"], 3),
         _fmt(m["recall"], 3),
         *([_fmt(row.get("class_accuracy"), 3)] if conditional else []),
+        *_realism_cells(row.get("realism") or {}),
     ]
+
+
+def _realism_cells(r: dict[str, Any]) -> list[str]:
+    """FCD in the 128 px space, two-sample accuracy, grid peak and near-duplicate share (— when absent)."""
+    test = r.get("two_sample") or {}
+    return [
+        _fmt(r.get("fcd_128"), 2),
+        f"{test['accuracy']:.3f} [{test['ci95'][0]:.2f}, {test['ci95'][1]:.2f}]" if test.get("accuracy") is not None
+        else "—",
+        f"{r['grid_peak_db']:+.1f}" if r.get("grid_peak_db") is not None else "—",
+        f"{r['near_duplicate_share']:.3f}" if r.get("near_duplicate_share") is not None else "—",
+    ]
+
+
+def realism_summary(measured: dict[str, Any]) -> dict[str, Any]:
+    """The realism numbers of one `Evaluator.measure` result that the epoch table shows."""
+    rows_128 = measured.get("rows_128") or {}
+    return {"fcd_128": (rows_128.get("designs") or {}).get("fcd"), "two_sample": measured.get("two_sample"),
+            "grid_peak_db": (measured.get("spectrum") or {}).get("grid_peak_db"),
+            "spectrum_distance_db": (measured.get("spectrum") or {}).get("spectrum_distance_db"),
+            "near_duplicate_share": (measured.get("diversity") or {}).get("near_duplicate_share")}
 
 
 def _duration(seconds: float) -> str:
@@ -147,10 +169,13 @@ def _duration(seconds: float) -> str:
 HEADERS = ["epoch", "image size", "noise size", "batch size", "img/s", "wall time (training)", "FCD",
            "KID × 1000", "precision", "recall"]
 CLASS_HEADER = "class accuracy"  # conditional runs: share of designs classified as the requested class
+# What a person sees (trainer.realism): FCD in the 128 px network, the two-sample classifier's accuracy against
+# held-out photos (0.5 = indistinguishable), the grid-pattern peak above photos, the near-duplicate share.
+REALISM_HEADERS = ["FCD (128 px)", "two-sample acc. [95% CI]", "grid peak dB", "near-duplicates"]
 
 
 def _headers(report: dict[str, Any]) -> list[str]:
-    return [*HEADERS, CLASS_HEADER] if report["run"]["conditional"] else list(HEADERS)
+    return [*HEADERS, *([CLASS_HEADER] if report["run"]["conditional"] else []), *REALISM_HEADERS]
 
 
 def _floor_cells(report: dict[str, Any]) -> list[str]:
@@ -159,6 +184,8 @@ def _floor_cells(report: dict[str, Any]) -> list[str]:
              _fmt(floor["precision"], 3), _fmt(floor["recall"], 3)]
     if report["run"]["conditional"]:
         cells.append(_fmt(report.get("floor_class_accuracy"), 3))
+    floor_128 = report.get("floor_128")
+    cells += [_fmt(floor_128["fcd"], 2) if floor_128 else "—", "0.5 (chance)", "0", "≈ 0.05"]
     return [*cells, ""]
 
 
@@ -254,7 +281,7 @@ def write_report(run_dir: str | Path, *, data_dir: str | Path | None = None, n: 
     Returns:
         {"markdown", "html", "json", "plot"} paths.
     """
-    from trainer.features import load_feature_net
+    from trainer.features import DEFAULT_DIR_128, load_feature_net
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -272,10 +299,11 @@ def write_report(run_dir: str | Path, *, data_dir: str | Path | None = None, n: 
         raise UserError(f"--out {out} is a file; give a folder for the report")
 
     features = load_feature_net(features_dir)
+    features_128 = load_feature_net(DEFAULT_DIR_128) if DEFAULT_DIR_128.is_dir() else None
     first = ev.open_run(run_dir, chosen[0][1])
     classes = ev.requested_classes(first, None)
     real = ev.load_real(real_dir, first.size_px, classes, first.crop)
-    evaluator = ev.Evaluator(features, real, seed=seed)
+    evaluator = ev.Evaluator(features, real, seed=seed, features_128=features_128)
     progress = training_progress(run_folder.read_metrics(run_dir), int(config.get("batch_size", 0)))
     (out / "samples").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -302,6 +330,7 @@ def write_report(run_dir: str | Path, *, data_dir: str | Path | None = None, n: 
             # The designs again at the floor's sample size (FCD is biased at small n), when n is larger.
             "metrics_matched": measured["rows"].get("designs_matched"),
             "class_accuracy": (measured["class_accuracy"] or {}).get("designs"),
+            "realism": realism_summary(measured),
             "grid": grid_rel,
         })
     report = {
@@ -319,6 +348,7 @@ def write_report(run_dir: str | Path, *, data_dir: str | Path | None = None, n: 
         "seed": seed,
         "epochs": rows,
         "floor": evaluator.floor(),
+        "floor_128": ((measured.get("rows_128") or {}).get("heldout")) if rows else None,
         "floor_class_accuracy": floor_class_accuracy,
     }
     paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "report.json",

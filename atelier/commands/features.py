@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--out", required=True, help="folder for the network and its card (e.g. models/features)")
     train.add_argument("--epochs", type=int, default=None, help="passes over the training split (default 18)")
     train.add_argument("--batch-size", type=int, default=None, help="pictures per step (default 64)")
+    train.add_argument("--size", type=int, default=64, choices=[64, 128],
+                       help="side the network reads: 64 (models/features) or 128 (models/features-128, sees "
+                            "the model's own pixels)")
     train.add_argument("--seed", type=int, default=0, help="random seed")
     train.add_argument("--no-progress", action="store_true", help="one log line per epoch, no progress bar")
 
@@ -26,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trainer.features import FeatureTrainConfig, train_feature_net
 
-    cfg = FeatureTrainConfig(seed=args.seed)
+    cfg = FeatureTrainConfig(seed=args.seed, size_px=args.size)
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.batch_size is not None:

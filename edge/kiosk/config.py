@@ -7,6 +7,7 @@ type is a UserError naming the key, so a typo in the field never silently falls 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -47,8 +48,10 @@ class KioskConfig:
     cache_designs: int = 512  # PNGs kept in memory by design ID
     queue_limit: int = 64  # pending generation jobs before the API answers 503
     stall_timeout_s: float = 3.0  # a camera with no frame for this long is reconnected
-    # Staff mode, capture and model hot swap (edge.kiosk.staff_api).
+    # Staff mode, capture and model hot swap (edge.kiosk.staff_desk, edge.kiosk.routes.staff).
     staff_pin_hash: str = ""  # `atelier capture hash-pin` output; "" = staff mode (capture, uploads) off
+    staff_key_sha256: str = ""  # sha256 of the staff key file (atelier-staff.key on a USB stick); "" = no key
+    usb_roots: str = "/media,/run/media"  # where USB sticks are mounted (staff key, bundles to install), comma list
     capture_face_blur: bool = True  # blur faces before a capture is written (privacy)
     capture_min_sharpness: float = 150.0  # Laplacian variance (480 px analysis copy, centre) below = blurry
     capture_min_mean_luma: float = 45.0  # mean luma below which a frame is too dark
@@ -68,7 +71,7 @@ _INT_KEYS = {"port", "num_threads", "grid_size", "mix_steps", "walk_steps", "max
              "cache_designs", "queue_limit", "capture_duplicate_max_bits", "capture_max_mb", "capture_min_free_mb"}
 _FLOAT_KEYS = {"neighbour_radius", "attract_idle_s", "attract_fps", "stall_timeout_s", "capture_min_sharpness",
                "capture_min_mean_luma", "capture_max_mean_luma", "models_watch_s"}
-_STR_KEYS = {"camera", "host", "delegate", "hardware", "staff_pin_hash"}
+_STR_KEYS = {"camera", "host", "delegate", "hardware", "staff_pin_hash", "staff_key_sha256", "usb_roots"}
 _BOOL_KEYS = {"capture_face_blur"}
 
 
@@ -128,6 +131,8 @@ def validate(config: KioskConfig) -> KioskConfig:
         (config.capture_max_mb >= 0, "capture_max_mb must be >= 0 (0: no limit)"),
         (config.capture_min_free_mb >= 0, "capture_min_free_mb must be >= 0"),
         (config.models_watch_s >= 0, "models_watch_s must be >= 0 (0: no watching)"),
+        (not config.staff_key_sha256 or re.fullmatch(r"[0-9a-f]{64}", config.staff_key_sha256) is not None,
+         "staff_key_sha256 must be 64 lowercase hex digits: `sha256sum atelier-staff.key` of the key file"),
     ]
     if config.staff_pin_hash:
         from edge.kiosk.staff import check_pin_hash

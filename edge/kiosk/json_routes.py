@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.kiosk.service import ApiError
+from edge.kiosk.api_error import ApiError
 
 log = logging.getLogger(__name__)
 

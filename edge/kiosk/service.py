@@ -1,16 +1,14 @@
-"""The kiosk's engine behind the HTTP layer: design IDs in, PNG pictures out, plus health and camera preview.
+"""The kiosk's engine behind the HTTP layer: design IDs in, PNG pictures out, plus health.
 
-`KioskService` owns the verified bundle, the generation worker, the PNG cache and the camera feed. The HTTP
-routes (`edge.kiosk.app`) only validate parameters and call it; errors a client can fix are `ApiError`s with a
-status and a message.
+`KioskService` owns the model slot (the verified bundle, its generation worker, latent resolver and design-ID
+vocabulary, swapped together), the PNG cache and the camera feed. The HTTP routes (`edge.kiosk.routes`) only
+validate parameters and call it; errors a client can fix are `ApiError`s with a status and a message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,28 +19,21 @@ import numpy as np
 
 from edge.bundle import Bundle
 from edge.kiosk import latents
-from edge.kiosk.camera import CameraFeed, CameraStatus, Frame, source_factory
+from edge.kiosk.api_error import ApiError
+from edge.kiosk.camera import CameraFeed, CameraStatus, source_factory
 from edge.kiosk.config import KioskConfig
-from edge.kiosk.latents import DesignId, DesignIdError, LatentResolver, Mix, Neighbour, Sample
-from edge.kiosk.metrics import KioskMetrics
-from edge.kiosk.worker import GenerationWorker, PngCache, WorkerBusyError, WorkerStoppedError
+from edge.kiosk.design_ids import DesignIds
+from edge.kiosk.latents import DesignId, LatentResolver
+from edge.kiosk.png import PngCache, decode_png, encode_each, encode_png
+from edge.kiosk.prometheus import KioskMetrics
+from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError, make_worker
 
 log = logging.getLogger(__name__)
 
-PREVIEW_HEIGHT_PX = 240
 MAX_SCALE = 16
 MAX_SAVE_PX = 2048
 MAX_WALK_FRAMES = 16
 OLD_WORKER_GRACE_S = 2.0  # after a hot swap, the old model's worker keeps serving in-flight requests this long
-
-
-class ApiError(Exception):
-    """A request the kiosk refuses; `status` is the HTTP status, the message tells the client what to fix."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -50,6 +41,7 @@ class _ModelSlot:
     bundle: Bundle
     worker: GenerationWorker
     resolver: LatentResolver
+    ids: DesignIds
 
 
 @dataclass
@@ -57,46 +49,6 @@ class _ErrorRecord:
     source: str
     message: str
     t: float
-
-
-@functools.cache  # made once per kind: encode_png runs for every design served
-def _png_params(compress: bool) -> tuple[int, ...]:
-    import cv2
-
-    if not compress:
-        # Stored deflate blocks, no filter: 0.05 ms for a 128 px design against 0.43 ms for the fastest real
-        # compression (Huffman-only, "up" filter), at 49 KB instead of 25 KB. The page is served over loopback,
-        # where bytes are free and the CPU is what the shoppers wait for.
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 0]
-        if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
-            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-        return tuple(params)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    return tuple(params)
-
-
-def encode_png(rgb: np.ndarray, *, compress: bool = False) -> bytes:
-    """uint8 RGB (H, W, 3) -> PNG bytes (OpenCV). Uncompressed for the screen; `compress` for files people keep."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), _png_params(compress))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _encode_each(images: np.ndarray) -> list[bytes]:
-    return [encode_png(im) for im in images]
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 RGB (H, W, 3)."""
-    import cv2
-
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 class KioskService:
@@ -134,12 +86,13 @@ class KioskService:
     # Model -----------------------------------------------------------------------------------------------
 
     def _make_slot(self, bundle: Bundle) -> _ModelSlot:
-        worker = GenerationWorker(
+        worker = make_worker(
             bundle, num_threads=self.config.num_threads, delegate=self.config.delegate,
             queue_limit=self.config.queue_limit, metrics=self.metrics,
             max_rows=max(self.config.max_designs, MAX_WALK_FRAMES),
         )
-        return _ModelSlot(bundle, worker, LatentResolver(worker.sample_latents, bundle.z_distribution))
+        return _ModelSlot(bundle, worker, LatentResolver(worker.sample_latents, bundle.z_distribution),
+                          DesignIds(bundle))
 
     @property
     def bundle(self) -> Bundle:
@@ -156,8 +109,13 @@ class KioskService:
         """Latent resolver of the bundle serving now."""
         return self._slot.resolver
 
+    @property
+    def ids(self) -> DesignIds:
+        """The design-ID vocabulary of the bundle serving now (parse, check, name new designs)."""
+        return self._slot.ids
+
     def swap_bundle(self, bundle: Bundle) -> None:
-        """Serve `bundle` from now on: its worker is warmed up first, then bundle, worker and resolver are
+        """Serve `bundle` from now on: its worker is warmed up first, then bundle, worker, resolver and IDs are
         replaced together under a lock; the old worker finishes the requests it has queued, then stops."""
         slot = self._make_slot(bundle)
         slot.worker.start()
@@ -205,107 +163,10 @@ class KioskService:
             self.camera.stop()
         self.worker.stop()
 
-    # Design IDs ------------------------------------------------------------------------------------------
-
     def record_error(self, source: str, message: str) -> None:
         """Remember the latest server-side error for /healthz."""
         with self._errors_lock:
             self._last_error = _ErrorRecord(source, message, time.monotonic())
-
-    def parse_id(self, text: str) -> DesignId:
-        """Parse a design ID and check it belongs to this kiosk's model and class list.
-
-        Raises:
-            ApiError: 400 for a malformed ID or a class this model lacks, 409 for another model's ID.
-        """
-        try:
-            design = latents.parse_design_id(text)
-        except DesignIdError as exc:
-            raise ApiError(400, f"bad design ID: {exc}") from None
-        if design.model_id != self.bundle.model_id:
-            raise ApiError(409, f"design {text} was made by model {design.model_id}; this kiosk serves model "
-                                f"{self.bundle.model_id}, so it cannot regenerate it")
-        self._check_class_id(design.class_id, text)
-        return design
-
-    def _check_class_id(self, class_id: int | None, where: str) -> None:
-        names = self.bundle.class_names
-        if names is None and class_id is not None:
-            raise ApiError(400, f"{where}: this model is unconditional; its designs have class 'u'")
-        if names is not None and (class_id is None or class_id >= len(names)):
-            raise ApiError(400, f"{where}: this model draws classes c0..c{len(names) - 1} "
-                                f"({', '.join(names)}); the ID needs one of them")
-
-    def class_id(self, value: str | int | None) -> int | None:
-        """A class given by name or index -> its index (None when not given).
-
-        Raises:
-            ApiError: 400 for an unknown class, or any class on an unconditional model.
-        """
-        names = self.bundle.class_names
-        if value is None:
-            return None
-        if names is None:
-            raise ApiError(400, "this model is unconditional: leave out 'class'")
-        if isinstance(value, int) and 0 <= value < len(names):
-            return value
-        if isinstance(value, str) and value in names:
-            return names.index(value)
-        raise ApiError(400, f"unknown class {value!r}; this model knows: {', '.join(names)} "
-                            f"(or their numbers 0..{len(names) - 1})")
-
-    def design_json(self, design: DesignId) -> dict[str, object]:
-        """The JSON the page gets for a design: ID, picture URL, shareable page URL, class and operation."""
-        text = str(design)
-        names = self.bundle.class_names
-        return {
-            "id": text,
-            "url": f"/api/design/{text}.png",
-            "page": f"/d/{text}",
-            "class": None if names is None or design.class_id is None else names[design.class_id],
-            "class_id": design.class_id,
-            **latents.describe(design.latent),
-        }
-
-    def _default_class(self, seed: int, n: int) -> list[int | None]:
-        names = self.bundle.class_names
-        if names is None:
-            return [None] * n
-        # No class asked for: a deterministic mix of classes drawn from the seed (shown in each ID).
-        rng = np.random.default_rng([seed, 0x6B696F736B])
-        return [int(c) for c in rng.integers(0, len(names), size=n)]
-
-    def sample_ids(self, n: int, seed: int | None, class_id: int | None) -> tuple[int, list[DesignId]]:
-        """IDs of n new designs: samples 0..n-1 of `seed` (random when None)."""
-        seed = secrets.randbelow(latents.MAX_SEED + 1) if seed is None else seed
-        classes = [class_id] * n if class_id is not None else self._default_class(seed, n)
-        return seed, [DesignId(self.bundle.model_id, classes[i], Sample(seed, i)) for i in range(n)]
-
-    def neighbour_ids(self, parent: DesignId, n: int, radius: float, start: int,
-                      class_id: int | None) -> list[DesignId]:
-        """IDs of neighbours start..start+n-1 of `parent` at `radius` (rounded to 1/1000)."""
-        radius_milli = round(radius * 1000)
-        if not 1 <= radius_milli <= latents.MAX_RADIUS_MILLI:
-            raise ApiError(400, f"radius must be in 0.001..{latents.MAX_RADIUS_MILLI / 1000:g}, got {radius}")
-        if start + n - 1 > latents.MAX_NEIGHBOUR:
-            raise ApiError(400, f"start + n must stay within {latents.MAX_NEIGHBOUR + 1}")
-        cls = parent.class_id if class_id is None else class_id
-        return [DesignId(self.bundle.model_id, cls, Neighbour(parent.latent, j, radius_milli))
-                for j in range(start, start + n)]
-
-    def mix_ids(self, a: DesignId, b: DesignId, steps: int, class_id: int | None) -> list[DesignId]:
-        """IDs of the steps+1 designs from `a` to `b` (both ends included)."""
-        cls = a.class_id if class_id is None else class_id
-        return [DesignId(self.bundle.model_id, cls, Mix(a.latent, b.latent, k, steps))
-                for k in range(steps + 1)]
-
-    def check_depth(self, designs: Sequence[DesignId]) -> None:
-        """Refuse IDs that would not parse back (too long or too deep), so every ID handed out is usable."""
-        for d in designs:
-            try:
-                latents.parse_design_id(str(d))
-            except DesignIdError as exc:
-                raise ApiError(400, f"that design cannot be taken further: {exc}") from None
 
     # Pictures --------------------------------------------------------------------------------------------
 
@@ -333,7 +194,7 @@ class KioskService:
         missing = [i for i, p in enumerate(pngs) if p is None]
         self.metrics.cache_hits.inc(len(keys) - len(missing))
         if missing:
-            encoded = await self._generate([designs[i] for i in missing], post=_encode_each)
+            encoded = await self._generate([designs[i] for i in missing], post=encode_each)
             for i, data in zip(missing, encoded, strict=True):
                 self.cache.put(keys[i], data)
                 pngs[i] = data
@@ -365,7 +226,7 @@ class KioskService:
         levels that batch sizes round differently, which nobody sees in a moving picture that is never saved.
         """
         if class_id is None and self.bundle.class_names is not None:
-            class_id = self._default_class(seed, 1)[0]
+            class_id = self.ids.default_classes(seed, 1)[0]
         steps = self.config.walk_steps
         designs = [DesignId(self.bundle.model_id, class_id, latents.walk_frame(seed, f, steps))
                    for f in range(start, start + count)]
@@ -377,28 +238,6 @@ class KioskService:
         data = await self._generate(designs, exact=False, post=strip)  # tiled and encoded in the worker thread
         self.metrics.designs_served.inc(count, "walk")
         return data, [str(d) for d in designs]
-
-    # Camera ----------------------------------------------------------------------------------------------
-
-    def preview_jpeg(self, frame: Frame, quality: int = 80) -> bytes:
-        """The live frame beside the model-input crop (what the model would see), as one JPEG."""
-        import cv2
-
-        from edge.kernels import postprocess, upscale
-
-        h, w = frame.bgr.shape[:2]
-        live = cv2.resize(frame.bgr, (max(1, round(w * PREVIEW_HEIGHT_PX / h)), PREVIEW_HEIGHT_PX),
-                          interpolation=cv2.INTER_AREA)
-        crop_rgb = postprocess(frame.model_input[None])[0]
-        factor = max(1, PREVIEW_HEIGHT_PX // crop_rgb.shape[0])
-        crop = upscale(crop_rgb, factor, mode="nearest")[:, :, ::-1]
-        panel = np.full((PREVIEW_HEIGHT_PX, crop.shape[1], 3), 32, dtype=np.uint8)
-        top = (PREVIEW_HEIGHT_PX - crop.shape[0]) // 2
-        panel[top : top + crop.shape[0]] = crop[:PREVIEW_HEIGHT_PX]
-        ok, buf = cv2.imencode(".jpg", np.hstack([live, panel]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        return buf.tobytes()
 
     # Health ----------------------------------------------------------------------------------------------
 

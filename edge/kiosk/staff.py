@@ -2,9 +2,16 @@
 
 The kiosk config holds `staff_pin_hash = "pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>"` (make one with
 `atelier capture hash-pin`); an empty value turns staff mode off. A correct PIN opens a session: a random token
-the page sends back in the `X-Staff-Token` header, valid until `session_idle_s` without use. Wrong PINs are
-counted: after `max_failures` in a row every further attempt is refused for a lockout that doubles with each
-further failure (30 s, 60 s, ... up to 15 min), whatever PIN is sent — guessing a 4-digit PIN takes days.
+the page sends back in the `X-Staff-Token` header, valid until `session_idle_s` without use.
+
+Lock out the attempts, not the staff. Wrong PINs are counted, and each is forgotten `miss_memory_s` (10 min)
+after it was made. With `max_failures` misses remembered, every attempt is refused for a lockout that doubles
+with each further miss (30 s, 60 s, ...) but never exceeds `max_lockout_s` (5 min); attempts during a lockout
+are refused without being counted. Guessing a 4-digit PIN this way takes weeks, and a shopper who taps wrong
+PINs locks the screen out for minutes, not for the day. Staff always have a way in that nobody at the screen
+can block: the staff key, a file on a USB stick whose sha256 is the config's `staff_key_sha256`
+(`edge.kiosk.staff_desk.find_staff_key`); the page's "Use staff key" button opens a session while it is
+plugged in, lockout or not.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ class StaffGuard:
         pin_hash: the configured hash; "" disables staff mode (every unlock is refused).
         max_failures: wrong PINs in a row before the lockout starts.
         lockout_s: the first lockout; it doubles with each further wrong PIN, up to `max_lockout_s`.
+        max_lockout_s: the longest lockout.
+        miss_memory_s: a wrong PIN is forgotten this long after it was made.
         session_idle_s: a session ends after this long unused.
         clock: time source (monotonic seconds).
     """
@@ -84,7 +93,8 @@ class StaffGuard:
         *,
         max_failures: int = 5,
         lockout_s: float = 30.0,
-        max_lockout_s: float = 900.0,
+        max_lockout_s: float = 300.0,
+        miss_memory_s: float = 600.0,
         session_idle_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,10 +105,11 @@ class StaffGuard:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self.max_lockout_s = max_lockout_s
+        self.miss_memory_s = miss_memory_s
         self.session_idle_s = session_idle_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures = 0
+        self._misses: list[float] = []  # when each remembered wrong PIN was made
         self._locked_until = 0.0
         self._sessions: dict[str, float] = {}  # token -> last use
 
@@ -113,24 +124,39 @@ class StaffGuard:
             now = self._now()
             if now < self._locked_until:
                 wait = self._locked_until - now
-                return UnlockResult(None, f"too many wrong PINs: try again in {wait:.0f} s", wait, locked=True)
+                return UnlockResult(None, f"Too many wrong PINs: try again in {_duration(wait)}, or use the staff key.",
+                                    wait, locked=True)
             ok = isinstance(pin, str) and verify_pin(pin, self._hash)
             if ok:
-                self._failures = 0
-                token = secrets.token_urlsafe(32)
-                self._sessions = {t: used for t, used in self._sessions.items()
-                                  if now - used < self.session_idle_s}
-                self._sessions[token] = now
-                return UnlockResult(token)
-            self._failures += 1
-            if self._failures >= self.max_failures:
-                extra = self._failures - self.max_failures
+                self._misses = []
+                return UnlockResult(self._open_session(now))
+            self._misses = [t for t in self._misses if now - t < self.miss_memory_s] + [now]
+            misses = len(self._misses)
+            if misses >= self.max_failures:
+                extra = misses - self.max_failures
                 lock_s = min(self.max_lockout_s, self.lockout_s * (2 ** min(extra, 20)))
                 self._locked_until = now + lock_s
-                return UnlockResult(None, f"wrong PIN; too many wrong PINs: locked for {lock_s:.0f} s", lock_s,
-                                    locked=True)
-            left = self.max_failures - self._failures
-            return UnlockResult(None, f"wrong PIN ({left} more tries before a lockout)")
+                return UnlockResult(None, f"Wrong PIN. Too many wrong PINs: try again in {_duration(lock_s)}.",
+                                    lock_s, locked=True)
+            left = self.max_failures - misses
+            return UnlockResult(None, f"Wrong PIN. {left} more {'try' if left == 1 else 'tries'} before a "
+                                      "short lockout.")
+
+    def unlock_with_key(self) -> UnlockResult:
+        """Open a session for the holder of the staff key (the caller found it plugged in): no PIN, no lockout."""
+        if not self.enabled:
+            return UnlockResult(None, "staff mode is off on this kiosk (no staff_pin_hash in its config)")
+        with self._lock:
+            now = self._now()
+            self._misses, self._locked_until = [], 0.0  # the staff are here: the shopper's misses are void
+            return UnlockResult(self._open_session(now))
+
+    def _open_session(self, now: float) -> str:
+        """Under the lock: a new session token (expired sessions dropped)."""
+        token = secrets.token_urlsafe(32)
+        self._sessions = {t: used for t, used in self._sessions.items() if now - used < self.session_idle_s}
+        self._sessions[token] = now
+        return token
 
     def check(self, token: str | None) -> bool:
         """True (and the session's idle timer restarts) when `token` names a live session."""
@@ -155,3 +181,11 @@ class StaffGuard:
         with self._lock:
             if token:
                 self._sessions.pop(token, None)
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '1 min', '5 min': how long a lockout lasts, in words a person reads at a glance."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min"

@@ -1,25 +1,8 @@
-"""The generation worker: threads that own the interpreters, so the event loop never waits on a model.
+"""The queue machine every generation worker shares: jobs split into parts, threads, futures and answers.
 
-Requests are queued (bounded: a full queue is refused, never grown) and run by the worker's threads.
-
-Two ways to run, chosen at start:
-- lanes (the CPU delegate with two or more threads, the default): one thread per CPU thread ("lane"), each with
-  its own single-threaded interpreter of the bundle's *canonical* model (its smallest batch, one design per
-  row). A request is split into one part per lane, and every lane takes the next part off the queue as soon as
-  it is done with its own: nothing waits for a whole batch to end, so under load every core keeps generating.
-  On a 2-core CPU two 1-thread interpreters make more designs per second than one 2-thread interpreter, whose
-  threads wait on each other for a model this small. A lone design on a quiet kiosk (its request and the one
-  before found every lane idle and nothing queued) runs on a multi-threaded interpreter instead, the lowest
-  latency, while the other lanes wait. XNNPACK splits work between threads by output tiles, so neither the
-  lane nor the thread count changes a pixel (a test checks it): every design is made by the canonical model
-  and matches its design ID bit for bit;
-- one thread (other delegates, or a single thread): it drains whatever is queued into one batch. Two paths,
-  because XNNPACK's int8 kernels for batch 1 and batch 8 can round a few pixels differently (measured here: up
-  to 3 levels on 0.3 % of the pixels of the tiny model) and a design ID must regenerate bit-exactly:
-  - exact (designs with an ID: grid, neighbours, mix, saved PNGs): the canonical model, one design per row;
-  - fast (attract-mode walk frames, which are shown once and never saved): split between the bundle's batch
-    sizes by the latencies measured at warm-up (e.g. 11 frames = one batch-8 call + three batch-1 calls, or two
-    batch-8 calls, whichever is quicker).
+A request is a job of n designs, split into parts (rows start:stop) that the worker's threads take off one queue.
+What a thread takes and with which interpreter it runs it is the policy's (`edge.kiosk.worker.lanes`,
+`edge.kiosk.worker.batching`): the hooks `_may_take`, `_take_more`, `_begin`, `_end` and `_make`.
 
 A request's `post` (PNG encoding) runs in the thread that finishes its last part, once that thread counts as
 idle again, and an asyncio caller is woken with one `call_soon_threadsafe`.
@@ -34,15 +17,14 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edge.bundle import Bundle
-from edge.kiosk.metrics import KioskMetrics
+from edge.kiosk.prometheus import KioskMetrics
+from edge.kiosk.worker.jobs import Job, Part, answer
 
 log = logging.getLogger(__name__)
 
@@ -58,90 +40,68 @@ class WorkerStoppedError(RuntimeError):
     """The worker is not running (shutting down, or it died)."""
 
 
-@dataclass(eq=False)
-class _Job:
-    """One request: its latents, its pictures as the parts fill them in, and how it is answered."""
-
-    z: np.ndarray
-    class_ids: list[int] | None
-    exact: bool
-    post: Callable[[np.ndarray], Any] | None = None
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-    waiter: asyncio.Future[Any] | None = None  # an asyncio caller's future, resolved on its loop
-    parts_left: int = 1
-    started: bool = False  # a part was taken: the future is running and can no longer be cancelled
-    dropped: bool = False  # cancelled while queued: its parts are skipped
-    images: np.ndarray | None = None
-    error: BaseException | None = None
-
-
-@dataclass(eq=False)
-class _Part:
-    """Rows start:stop of a job, run by one lane (the whole job on the one-thread worker)."""
-
-    job: _Job
-    start: int
-    stop: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    def classes(self) -> list[int] | None:
-        ids = self.job.class_ids
-        return None if ids is None else ids[self.start : self.stop]
-
-
 class GenerationWorker:
-    """Runs a bundle's generators in background threads (see the module docstring for lanes and batching).
+    """The shared queue machine; a policy subclass says what a thread takes and how it runs it.
 
     Args:
         bundle: the verified bundle.
-        num_threads: interpreter threads per model (and lanes, by default).
-        delegate: interpreter delegate ("cpu", "gpu", "edgetpu"; see edge.litert).
+        generators: batch size -> the interpreter-backed generator for it (the canonical batch included).
+        threads: serving threads.
         queue_limit: requests waiting before `submit` raises WorkerBusyError.
         metrics: where latencies and counts are recorded.
-        max_rows: most designs the one-thread worker drains into one batch (a request is never split there).
-        lanes: single-threaded canonical interpreters, each run by its own thread (default: num_threads; 0 or 1
-            turns them off, as does a delegate other than "cpu").
     """
 
     def __init__(
         self,
         bundle: Bundle,
+        generators: dict[int, Any],
         *,
-        num_threads: int = 2,
-        delegate: str = "cpu",
+        threads: int,
         queue_limit: int = 64,
         metrics: KioskMetrics | None = None,
-        max_rows: int = 64,
-        lanes: int | None = None,
     ) -> None:
-        from edge.designs import DesignGenerator
-
         self.bundle = bundle
         self.metrics = metrics or KioskMetrics()
-        canonical = min(bundle.batches)
-        lanes = num_threads if lanes is None else lanes
-        self._lanes = [DesignGenerator(bundle, batch=canonical, num_threads=1, delegate=delegate)
-                       for _ in range(lanes)] if lanes > 1 and delegate == "cpu" else []
-        # With lanes only the canonical model is needed (for a lone design, on every thread); without, all.
-        sizes = [canonical] if self._lanes else list(bundle.batches)
-        self._generators = {b: DesignGenerator(bundle, batch=b, num_threads=num_threads, delegate=delegate)
-                            for b in sizes}
-        self._parts: collections.deque[_Part] = collections.deque()
+        self._generators = generators
+        self._thread_count = threads
+        self._parts: collections.deque[Part] = collections.deque()
         self._cv = threading.Condition()
         self._queued_jobs = 0  # jobs with a part not yet taken (what queue_limit bounds)
         self._queue_limit = queue_limit
-        self._max_rows = max_rows
         self._running: dict[int, float] = {}  # thread index -> monotonic start of the part it runs
-        self._exclusive = False  # a lone design runs on the multi-threaded interpreter: lanes wait
-        self._was_quiet = False  # the previous part found every lane idle and nothing queued
         self._latency_s: dict[int, float] = {}
         self._threads: list[threading.Thread] = []
         self._last_error: str | None = None
         self._stopping = False
         self.batches_run = 0
+
+    # The policy's hooks (called under the lock unless said otherwise) ----------------------------------
+
+    def _parts_per_job(self, n: int) -> int:
+        """How many parts a job of n designs is split into."""
+        return 1
+
+    def _may_take(self) -> bool:
+        """Whether a thread may take parts now (something is queued and the policy lets it)."""
+        return bool(self._parts)
+
+    def _take_more(self, taken: list[Part], rows: int) -> bool:
+        """Whether a thread that took `taken` (`rows` designs) takes one more part."""
+        return not taken
+
+    def _begin(self, parts: list[Part]) -> bool:
+        """A thread took `parts`; returns whether they run solo (the lanes' lone-design path)."""
+        return False
+
+    def _end(self, solo: bool) -> None:
+        """A thread finished parts `_begin` answered `solo` for."""
+
+    def _make(self, z: np.ndarray, classes: list[int] | None, exact: bool, k: int, solo: bool) -> np.ndarray:
+        """Run the pictures of `z` on thread k (outside the lock)."""
+        raise NotImplementedError
+
+    def _warm_extra(self) -> None:
+        """Warm interpreters beyond `generators` (lanes)."""
 
     @property
     def backend(self) -> str:
@@ -157,7 +117,7 @@ class GenerationWorker:
     @property
     def lanes(self) -> int:
         """Lanes in use (0: one thread drains the queue into batches)."""
-        return len(self._lanes)
+        return 0
 
     def sample_latents(self, n: int, seed: int) -> np.ndarray:
         """The model's prior: float32 (n, z_dim) from `np.random.default_rng(seed)` (DesignGenerator's)."""
@@ -166,12 +126,11 @@ class GenerationWorker:
     def start(self) -> None:
         """Warm every interpreter up (measuring the latencies batch planning uses) and start the threads."""
         for batch, gen in self._generators.items():
-            self._latency_s[batch] = _warm(gen, batch)
-        for lane in self._lanes:
-            _warm(lane, self.canonical_batch)
-        log.info("event=worker_warm lanes=%d latency_ms=%s", len(self._lanes),
+            self._latency_s[batch] = warm(gen, batch)
+        self._warm_extra()
+        log.info("event=worker_warm lanes=%d latency_ms=%s", self.lanes,
                  {b: round(t * 1000, 2) for b, t in sorted(self._latency_s.items())})
-        for k in range(max(1, len(self._lanes))):
+        for k in range(self._thread_count):
             thread = threading.Thread(target=self._serve, args=(k,), name=f"generation-{k}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -191,7 +150,7 @@ class GenerationWorker:
         stopped = WorkerStoppedError("kiosk is shutting down")
         for part in left:
             if self._part_done(part, stopped):
-                _answer(part.job)
+                answer(part.job)
 
     def healthy(self) -> bool:
         """True while every thread runs and none has been on one part for more than STUCK_AFTER_S."""
@@ -204,7 +163,7 @@ class GenerationWorker:
         return {
             "alive": self._alive(),
             "healthy": self.healthy(),
-            "lanes": len(self._lanes),
+            "lanes": self.lanes,
             "queued": self._queued_jobs,
             "busy_s": None if busy is None else round(busy, 3),
             "batches_run": self.batches_run,
@@ -266,15 +225,14 @@ class GenerationWorker:
     def _submit(
         self, z: np.ndarray, class_ids: Sequence[int] | None, exact: bool,
         post: Callable[[np.ndarray], Any] | None, waiter: asyncio.Future[Any] | None = None,
-    ) -> _Job:
+    ) -> Job:
         """Queue a job (one part per lane); the job, whose future (or waiter) gets the outcome."""
-        job = _Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
+        job = Job(np.asarray(z, dtype=np.float32), None if class_ids is None else list(class_ids), exact, post,
                    waiter=waiter)
         n = len(job.z)
         if n == 0:
             raise ValueError("no latents to generate from")
-        # Lanes share a request between them (one part each); the one-thread worker takes it whole.
-        k = min(n, len(self._lanes)) if self._lanes else 1
+        k = self._parts_per_job(n)
         bounds = [round(i * n / k) for i in range(k + 1)]
         job.parts_left = k
         with self._cv:
@@ -283,57 +241,41 @@ class GenerationWorker:
             if self._queued_jobs >= self._queue_limit:
                 raise WorkerBusyError("the kiosk is busy; try again in a moment")
             self._queued_jobs += 1
-            self._parts.extend(_Part(job, a, b) for a, b in itertools.pairwise(bounds))
+            self._parts.extend(Part(job, a, b) for a, b in itertools.pairwise(bounds))
             self._cv.notify(k)
         return job
-
-    def plan(self, rows: int) -> list[int]:
-        """Split `rows` designs into model calls: a list of batch sizes, largest first (a call may be padded).
-
-        Uses the warm-up latencies, so the remainder after the large calls is padded into one more large call
-        or run as small calls, whichever is quicker.
-        """
-        sizes = sorted(self._latency_s, reverse=True)
-        return _plan(rows, sizes, self._latency_s)
 
     # The threads -----------------------------------------------------------------------------------------------
 
     def _serve(self, k: int) -> None:
         while True:
             with self._cv:
-                while self._exclusive or not self._parts:
+                while not self._may_take():
                     if self._stopping and not self._parts:
                         return
                     self._cv.wait()
                 parts = self._take()
                 if not parts:  # all cancelled while queued
                     continue
-                solo = False
-                if self._lanes:
-                    quiet = not self._parts and not self._running
-                    solo = quiet and self._was_quiet and len(parts[0].job.z) == 1
-                    self._was_quiet = quiet
-                    self._exclusive = solo
+                solo = self._begin(parts)
                 self._running[k] = time.monotonic()
-            finished: list[_Job] = []
+            finished: list[Job] = []
             try:
                 finished = self._run(parts, k, solo)
             finally:
                 with self._cv:
                     del self._running[k]
                     self.batches_run += 1
-                    if solo:
-                        self._exclusive = False
-                        self._cv.notify_all()
+                    self._end(solo)
             for job in finished:  # after this thread counts as idle: an answer can bring the next request
-                _answer(job)
+                answer(job)
 
-    def _take(self) -> list[_Part]:
-        """Under the lock: the next part (lanes) or every queued request up to max_rows (one thread), started;
-        parts of requests cancelled while queued are dropped."""
-        taken: list[_Part] = []
+    def _take(self) -> list[Part]:
+        """Under the lock: the parts the policy takes (`_take_more`), started; parts of requests cancelled while
+        queued are dropped."""
+        taken: list[Part] = []
         rows = 0
-        while self._parts and (not taken or (not self._lanes and rows < self._max_rows)):
+        while self._parts and self._take_more(taken, rows):
             part = self._parts.popleft()
             self._start(part.job)
             if part.job.dropped:
@@ -342,7 +284,7 @@ class GenerationWorker:
             rows += part.rows
         return taken
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         """Under the lock, at a job's first part taken (or failed by stop): it leaves the queue count and its
         future runs, or it is dropped if it was cancelled while queued."""
         if not (job.started or job.dropped):
@@ -350,11 +292,11 @@ class GenerationWorker:
             job.started = job.future.set_running_or_notify_cancel()
             job.dropped = not job.started
 
-    def _run(self, parts: list[_Part], k: int, solo: bool) -> list[_Job]:
+    def _run(self, parts: list[Part], k: int, solo: bool) -> list[Job]:
         """Generate the parts' designs; the jobs this finished (to be answered)."""
         t0 = time.perf_counter()
         rows = 0
-        finished: list[_Job] = []
+        finished: list[Job] = []
         for exact in (True, False):
             group = [p for p in parts if p.job.exact == exact]
             if not group:
@@ -362,11 +304,7 @@ class GenerationWorker:
             z = np.concatenate([p.job.z[p.start : p.stop] for p in group])
             classes = None if group[0].job.class_ids is None else [c for p in group for c in p.classes() or []]
             try:
-                if self._lanes:
-                    gen = self._generators[self.canonical_batch] if solo else self._lanes[k]
-                    images = gen.generate(z, classes)
-                else:
-                    images = self._generate_batch(z, classes, exact)
+                images = self._make(z, classes, exact, k, solo)
             except Exception as exc:  # fail these requests, keep the worker alive for the next ones
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("event=generation_failed rows=%d", len(z))
@@ -385,7 +323,7 @@ class GenerationWorker:
                   elapsed * 1000)
         return finished
 
-    def _part_done(self, part: _Part, error: BaseException | None, images: np.ndarray | None = None) -> bool:
+    def _part_done(self, part: Part, error: BaseException | None, images: np.ndarray | None = None) -> bool:
         """Record a part's pictures (or its failure); True if that finished its job, which the caller answers."""
         job = part.job
         if images is not None:
@@ -402,20 +340,8 @@ class GenerationWorker:
             self._start(job)  # a no-op unless stop gave up before any of its parts ran
             return job.parts_left == 0 and job.started
 
-    def _generate_batch(self, z: np.ndarray, classes: list[int] | None, exact: bool) -> np.ndarray:
-        """The one-thread worker's batch: the canonical model for exact designs, else the quickest plan."""
-        if exact:
-            return self._generators[self.canonical_batch].generate(z, classes)
-        out, start = [], 0
-        for batch in self.plan(len(z)):
-            stop = min(start + batch, len(z))
-            part_classes = None if classes is None else classes[start:stop]
-            out.append(self._generators[batch].generate(z[start:stop], part_classes))
-            start = stop
-        return np.concatenate(out)
 
-
-def _warm(gen: Any, batch: int) -> float:
+def warm(gen: Any, batch: int) -> float:
     """Three calls of a generator on a full batch; the median seconds."""
     z = gen.sample_latents(batch, 0)
     classes = [0] * batch if gen.bundle.conditional else None
@@ -425,81 +351,3 @@ def _warm(gen: Any, batch: int) -> float:
         gen.generate(z, classes)
         timings.append(time.perf_counter() - t0)
     return float(np.median(timings))
-
-
-def _answer(job: _Job) -> None:
-    """Resolve a finished job's future with its pictures, its `post` of them, or its error; wake its caller."""
-    if job.error is None:
-        assert job.images is not None
-        try:
-            job.future.set_result(job.images if job.post is None else job.post(job.images))
-        except Exception as exc:  # only this request fails
-            log.exception("event=post_processing_failed rows=%d", len(job.z))
-            job.future.set_exception(exc)
-    else:
-        job.future.set_exception(job.error)
-    if job.waiter is not None:
-        try:
-            job.waiter.get_loop().call_soon_threadsafe(_wake, job)
-        except RuntimeError:  # the caller's event loop has closed: nobody is waiting
-            pass
-
-
-def _wake(job: _Job) -> None:
-    """On the caller's event loop: pass the job's outcome to its waiter (unless the caller gave up)."""
-    waiter = job.waiter
-    if waiter is None or waiter.done():
-        return
-    exc = job.future.exception()
-    if exc is not None:
-        waiter.set_exception(exc)
-    else:
-        waiter.set_result(job.future.result())
-
-
-def _plan(rows: int, sizes_desc: list[int], latency_s: dict[int, float]) -> list[int]:
-    """Cheapest split of `rows` into calls of the given batch sizes (padding allowed); dynamic programming."""
-    best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}
-    for r in range(1, rows + 1):
-        options = []
-        for b in sizes_desc:
-            prev_cost, prev_plan = best[max(r - b, 0)]
-            options.append((prev_cost + latency_s[b], [b, *prev_plan]))
-        best[r] = min(options, key=lambda o: o[0])
-    return sorted(best[rows][1], reverse=True)
-
-
-class PngCache:
-    """A bounded LRU of encoded design pictures by design ID (thread-safe)."""
-
-    def __init__(self, max_items: int) -> None:
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._max = max_items
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        """The cached bytes for `key` (marking it recently used), or None."""
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: bytes) -> None:
-        """Store `value`, evicting the least recently used items beyond the limit."""
-        if self._max <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget everything (tests use it to force regeneration)."""
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
