@@ -79,7 +79,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
     """Complete checkpoint files, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name) and p.is_file())
 
 
 def read_latest(folder: Path) -> Checkpoint | None:

@@ -129,6 +129,7 @@ class _StepCallback:
 
 def _prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
     config_path = run_dir / run_folder.CONFIG
+    run_folder.check_run_files(run_dir)
     if resume:
         if not config_path.is_file():
             raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
@@ -187,6 +188,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
     previous = run_folder.read_summary(run_dir) if resume and (run_dir / run_folder.SUMMARY).is_file() else {}
     if resume:
         ckpt = checkpoints.read_latest(ckpt_dir)
+        if ckpt is None and checkpoints.list_checkpoints(ckpt_dir):
+            # Starting over would write new checkpoints over the damaged ones and replace the run's generator.
+            raise UserError(f"none of the checkpoints in {ckpt_dir} can be read (damaged: "
+                            f"{', '.join(p.name for p in checkpoints.list_checkpoints(ckpt_dir))}); move them out of "
+                            "the folder to train the run again from step 0, or give a new --out")
         if ckpt is None:
             log.warning("no complete checkpoint in %s; starting the run from step 0", ckpt_dir)
             previous = {}
