@@ -349,12 +349,15 @@ def handshake(topology: Topology, ok: bool, config_hash: bytes, data_hash: bytes
     configs, datas = rows[:, 1:17], rows[:, 17:33]
     bad_config = [w for w in range(len(rows)) if not np.array_equal(configs[w], configs[0])]
     bad_data = [w for w in range(len(rows)) if not np.array_equal(datas[w], datas[0])]
+    problems = []
     if bad_data:
-        raise UserError(f"worker(s) {bad_data} see different training data from the chief (worker 0): the file list "
-                        "(names and sizes) must be identical on every machine. Nothing was written")
+        problems.append(f"worker(s) {bad_data} see different training data from the chief (worker 0): the file "
+                        "list (class folders, names and sizes) must be identical on every machine")
     if bad_config:
-        raise UserError(f"worker(s) {bad_config} run a different training config from the chief (worker 0): start "
-                        "every worker with the same `atelier train` options. Nothing was written")
+        problems.append(f"worker(s) {bad_config} run a different training config from the chief (worker 0): "
+                        "start every worker with the same `atelier train` options")
+    if problems:
+        raise UserError("; ".join(problems) + ". Nothing was written")
     return rows[:, 33:]
 
 

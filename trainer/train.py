@@ -256,7 +256,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, command: list[str] | N
     import tensorflow as tf
     from tqdm import tqdm
 
-    keras.config.disable_traceback_filtering()  # DEBUG
     cfg, data, spe = _start(cfg, run_dir, resume, data, progress, topology)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / run_folder.CONFIG)
