@@ -22,8 +22,8 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,30 +170,39 @@ class Topology:
         return f"{where}{self.num_replicas} replicas ({self.kind})"
 
 
-class _Watchdog:
-    """Ends the process with a clear message if a phase that TensorFlow cannot interrupt outlives its bound.
+_WATCHDOG = """
+import os, select, signal, sys
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ready, _, _ = select.select([sys.stdin], [], [], seconds)
+if not ready:  # the parent is still stuck (it closes our stdin when done, or it died)
+    sys.stderr.write("error: " + message + chr(10))
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
 
-    Joining a cluster blocks inside TensorFlow's C++ runtime (it retries an unreachable peer forever and does not
-    answer SIGTERM), so the only bounded exit is from a second thread.
+
+class _Watchdog:
+    """Ends this process with a clear message if a phase TensorFlow cannot interrupt outlives its bound.
+
+    Joining a cluster blocks inside TensorFlow's C++ runtime while holding the GIL (it retries an unreachable peer
+    forever and answers neither SIGTERM nor a Python thread), so the bound is kept by a small watcher process: it
+    prints the message and kills this one with SIGKILL unless the phase ends first (we close its stdin).
     """
 
     def __init__(self, seconds: float, what: str):
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, args=(seconds, what), daemon=True)
-
-    def _watch(self, seconds: float, what: str) -> None:
-        if not self._done.wait(seconds):
-            log.error("%s", what)
-            sys.stderr.write(f"error: {what}\n")
-            sys.stderr.flush()
-            os._exit(2)
+        self.seconds, self.what = seconds, what
+        self._watcher: subprocess.Popen | None = None
 
     def __enter__(self) -> _Watchdog:
-        self._thread.start()
+        log.info("waiting up to %.0f s: %s", self.seconds, self.what.split(":")[0])
+        self._watcher = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.seconds),
+                                          self.what], stdin=subprocess.PIPE)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
+        assert self._watcher is not None
+        self._watcher.stdin.close()  # type: ignore[union-attr]
+        self._watcher.wait()
 
 
 def _split_cpu(n: int) -> list[str]:
@@ -373,19 +382,24 @@ def broadcast_from_chief(topology: Topology, variables: list) -> None:
     strategy = topology.strategy
     chief = topology.is_chief
 
-    @tf.function
-    def sync():
-        def replica_fn():
-            ctx = tf.distribute.get_replica_context()
-            first = tf.equal(ctx.replica_id_in_sync_group, 0) if chief else tf.constant(False)
-            values = [tf.where(first, t, tf.zeros_like(t)) for t in (tf.convert_to_tensor(v) for v in variables)]
-            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, values)
+    groups: dict[str, list] = {}  # one all-reduce per dtype (a batched all-reduce needs one dtype)
+    for var in variables:
+        groups.setdefault(str(var.dtype), []).append(var)
+    for group in groups.values():
 
-        reduced = strategy.run(replica_fn)
-        return [strategy.experimental_local_results(r)[0] for r in reduced]
+        @tf.function
+        def sync(group=group):
+            def replica_fn():
+                ctx = tf.distribute.get_replica_context()
+                first = tf.equal(ctx.replica_id_in_sync_group, 0) if chief else tf.constant(False)
+                values = [tf.where(first, t, tf.zeros_like(t)) for t in (tf.convert_to_tensor(v) for v in group)]
+                return ctx.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
-    for var, value in zip(variables, sync(), strict=True):
-        var.assign(value)
+            reduced = strategy.run(replica_fn)
+            return [strategy.experimental_local_results(r)[0] for r in reduced]
+
+        for var, value in zip(group, sync(), strict=True):
+            var.assign(value)
 
 
 def broadcast_json(topology: Topology, obj: Any) -> Any:
