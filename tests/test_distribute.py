@@ -22,7 +22,7 @@ import pytest
 from edge.errors import UserError
 from edge.procedural_garments import write_dataset
 from trainer import checkpoints
-from trainer.distribute import parse_tf_config
+from trainer.cluster_spec import parse_tf_config
 from trainer.local_cluster import start_workers, tf_config, wait_all
 
 ATOL = 1e-5
