@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override one setting of the preset (repeatable; VALUE is JSON), e.g. --set upsample=bilinear "
                         "--set loss=hinge --set skip_excitation=true --set 'g_channels={\"64\": 48, \"128\": 24}' "
                         "(partial widths merge into the preset's)")
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="split the CPU into N logical devices and train mirrored over them: the code path of an "
+                        "N-GPU box, for CI (several machines: set TF_CONFIG on each, see docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -75,14 +78,17 @@ def run(args: argparse.Namespace) -> int:
         # The run's own config.json decides everything but a larger --epochs.
         from trainer.config import TrainConfig
 
-        cfg = TrainConfig(epochs=args.epochs or 0)
+        cfg = TrainConfig(epochs=args.epochs or 0, data_dir=overrides["data_dir"] or "")
     else:
         cfg = preset(args.preset, **overrides)
     if args.time_budget is not None and not args.time_budget > 0:
         raise UserError(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
     result = train(cfg, args.out, resume=args.resume, command=args._command,
-                   progress=not args.no_progress,
+                   progress=not args.no_progress, cpu_devices=args.cpu_devices,
                    time_budget_s=args.time_budget * 60 if args.time_budget is not None else None)
+    if not result.is_chief:
+        sys.stdout.write(f"worker done: trained {result.steps} steps; the chief (worker 0) holds the run folder\n")
+        return 0
     stopped = " (time budget used up)" if result.out_of_time else ""
     sys.stdout.write(f"trained {result.steps} steps ({result.epochs_done} epochs) at {result.img_per_s:.1f} "
                      f"img/s in {result.wall_s:.0f} s{stopped} -> {result.run_dir}\n")
