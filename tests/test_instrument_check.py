@@ -25,33 +25,36 @@ def check():
 
 def test_kid_in_the_128_px_space_ranks_the_sets_as_a_person_does(check) -> None:
     assert tuple(check.ranking("kid_128")) == PERSON_ORDER
+    # And tells blockiness, today's default and the seed preset apart beyond its noise.
+    for better, worse in (("photos", "blocky"), ("blocky", "default"), ("default", "seed-30min")):
+        assert check.separates("kid_128", better, worse), (better, worse)
 
 
-def test_todays_64_px_fcd_does_not(check) -> None:
-    assert tuple(check.ranking("fcd_64")) != PERSON_ORDER
-    # It scores the faint grid no worse than the photos themselves: blind to it.
-    assert check.headline("grid")["fcd_64"] <= check.headline("photos")["fcd_64"] + 0.05
+def test_todays_64_px_fcd_calls_blocky_and_gridded_photos_as_real_as_photos(check) -> None:
+    for degraded in ("blocky", "grid"):
+        assert not check.separates("fcd_64", "photos", degraded), degraded
 
 
 def test_the_two_sample_test_is_at_chance_for_photos_and_not_for_the_rest(check) -> None:
     photos = check.results["photos"]["two_sample"]
-    assert photos["ci95"][0] <= 0.5 + 0.02  # photos vs photos: indistinguishable
+    assert photos["ci95"][0] <= 0.5 <= photos["ci95"][1] + 0.02  # photos vs photos: indistinguishable
     for name in ("blocky", "default", "seed-30min"):
         test = check.results[name]["two_sample"]
         assert test["ci95"][0] > 0.6 and test["p_value"] < 1e-4, name
-    assert check.headline("grid")["two_sample"] > check.headline("photos")["two_sample"]
+        assert check.separates("two_sample", "photos", name), name
     assert check.headline("seed-30min")["two_sample"] > 0.95
 
 
 def test_the_artefact_numbers_name_the_defect(check) -> None:
     photos, grid, blocky, default = (check.headline(n) for n in ("photos", "grid", "blocky", "default"))
-    assert grid["grid_peak_db"] > 10 > photos["grid_peak_db"]  # the faint grid is a periodic pattern
-    assert default["grid_peak_db"] > photos["grid_peak_db"] + 3  # so is today's default's nearest upsampling
+    # A faint grid hides from every feature number (within their noise) but not from the spectrum.
+    assert grid["grid_peak_db"] > 10 > photos["grid_peak_db"]
+    assert default["grid_peak_db"] > photos["grid_peak_db"] + 3  # today's default's nearest upsampling
     assert blocky["spectrum_db"] > 10 > photos["spectrum_db"]  # blockiness removes the high frequencies
     assert check.headline("seed-30min")["near_duplicates"] > 0.5  # flat grey: every design like the next
 
 
 def test_the_table_says_which_numbers_rank_right(check) -> None:
     text = format_check(check)
-    assert "- kid_128: photos < grid < blocky < default < seed-30min (right)" in text
-    assert "- fcd_64:" in text and "(wrong)" in text
+    assert "- kid_128: photos ~ grid < blocky < default < seed-30min (order right)" in text
+    assert "- fcd_64: photos ~" in text

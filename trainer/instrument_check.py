@@ -10,6 +10,7 @@ the reference leaves out: the evaluation's training photos are the rest, its hel
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,18 +40,33 @@ class InstrumentCheck:
     def headline(self, name: str) -> dict[str, float | None]:
         """The numbers the README table shows for one set."""
         r = self.results[name]
-        rows_128 = r.get("rows_128") or {}
+        rows_128 = (r.get("rows_128") or {}).get("designs") or {}
         two = r.get("two_sample") or {}
         return {
             "fcd_64": r["rows"]["designs"]["fcd"]["value"],
             "kid_64": r["rows"]["designs"]["kid"]["value"],
-            "fcd_128": (rows_128.get("designs") or {}).get("fcd", {}).get("value"),
-            "kid_128": (rows_128.get("designs") or {}).get("kid", {}).get("value"),
+            "fcd_128": rows_128.get("fcd", {}).get("value"),
+            "kid_128": rows_128.get("kid", {}).get("value"),
             "two_sample": two.get("accuracy"),
             "spectrum_db": r["spectrum"]["spectrum_distance_db"],
             "grid_peak_db": r["spectrum"]["grid_peak_db"],
             "near_duplicates": r["diversity"]["near_duplicate_share"],
         }
+
+    def spread(self, name: str, key: str) -> float:
+        """The standard deviation of one headline number (bootstrap, subsets, or the two-sample CI / 3.92)."""
+        r = self.results[name]
+        if key == "two_sample":
+            lo, hi = r["two_sample"]["ci95"]
+            return (hi - lo) / 3.92
+        metric, space = key.split("_")
+        row = r["rows"]["designs"] if space == "64" else r["rows_128"]["designs"]
+        return float(row[metric]["spread"])
+
+    def separates(self, key: str, better: str, worse: str, sigmas: float = 2.0) -> bool:
+        """Whether one number scores `worse` above `better` by more than `sigmas` combined spreads."""
+        gap = self.headline(worse)[key] - self.headline(better)[key]
+        return gap > sigmas * float(np.hypot(self.spread(better, key), self.spread(worse, key)))
 
     def ranking(self, key: str) -> list[str]:
         """The sets ordered best first by one headline number (lower is better for all of them)."""
@@ -114,8 +130,15 @@ def format_check(check: InstrumentCheck) -> str:
                      f"{f(h['grid_peak_db'], 1)} | {f(h['near_duplicates'], 3)} |")
     lines.append("")
     lines.append(f"A person's order (best first): {' < '.join(PERSON_ORDER)}")
-    for key in ("fcd_64", "kid_64", "fcd_128", "kid_128", "two_sample"):
+    lines.append("Order by each number, and the neighbours it tells apart by more than 2 spreads ('<') or not ('~'):")
+    for key in SEPARATING_KEYS:
         order = check.ranking(key)
         verdict = "right" if tuple(order) == PERSON_ORDER else "wrong"
-        lines.append(f"- {key}: {' < '.join(order)} ({verdict})")
+        steps = [order[0]]
+        for better, worse in itertools.pairwise(order):
+            steps.append(("< " if check.separates(key, better, worse) else "~ ") + worse)
+        lines.append(f"- {key}: {' '.join(steps)} (order {verdict})")
     return "\n".join(lines)
+
+
+SEPARATING_KEYS = ("fcd_64", "kid_64", "fcd_128", "kid_128", "two_sample")

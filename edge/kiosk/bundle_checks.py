@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import Bundle, BundleError, load_bundle
+from edge.designs import sample_prior
 from edge.errors import UserError
 
 VERIFY_N = 16  # designs each batch model draws during verification
@@ -61,10 +62,7 @@ def verify_bundle(path: str | Path, *, num_threads: int = 2, delegate: str = "cp
         raise ModelRejected(f"{path.name}: its export did not pass parity (worst {parity.get('worst_psnr_db')} dB, "
                             f"floor {parity.get('min_psnr_db')} dB); a forced export is not hot-swapped")
     floor = float(parity["min_psnr_db"])
-    rng = np.random.default_rng(VERIFY_SEED)
-    shape = (VERIFY_N, bundle.z_dim)
-    z = (rng.uniform(-1, 1, shape) if bundle.z_distribution == "uniform" else rng.standard_normal(shape))
-    z = z.astype(np.float32)
+    z = sample_prior(VERIFY_N, bundle.z_dim, bundle.z_distribution, VERIFY_SEED)
     classes = list(np.arange(VERIFY_N) % len(bundle.class_names)) if bundle.class_names else None
     outputs: dict[int, np.ndarray] = {}
     for batch in bundle.batches:
