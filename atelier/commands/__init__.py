@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "report",
     "export",
+    "train_encoder",
     "generate",
     "kiosk",
     "capture",

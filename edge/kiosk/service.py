@@ -314,7 +314,10 @@ class KioskService:
         slot = self._slot  # one model for the whole request, even if a hot swap happens meanwhile
         if any(d.model_id != slot.bundle.model_id for d in designs):
             raise ApiError(409, f"the kiosk now serves model {slot.bundle.model_id}; ask for new designs")
-        z = slot.resolver.vectors([d.latent for d in designs])  # ~15 us a design: cheaper than a thread hop
+        try:
+            z = slot.resolver.vectors([d.latent for d in designs])  # ~15 us a design: cheaper than a thread hop
+        except DesignIdError as exc:  # an encoded latent of another length than this model's
+            raise ApiError(400, f"bad design ID: {exc}") from None
         classes = None if slot.bundle.class_names is None else [int(d.class_id or 0) for d in designs]
         try:
             return await slot.worker.generate(z, classes, exact=exact, post=post)
