@@ -23,3 +23,30 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
 def tiny_conditional_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conditional_run: Path) -> Path:
     """An int8 bundle (batch 1 and 8) of the class-conditional tiny run."""
     return export_int8(tiny_conditional_run, tmp_path_factory.mktemp("bundles") / "tiny-cond-int8")
+
+
+def add_encoder(bundle: Path, out: Path, data: Path) -> Path:
+    """A copy of `bundle` with a briefly trained inspire encoder (the real `atelier train-encoder` path)."""
+    import shutil
+
+    from trainer.encoder_run import run_train_encoder
+    from trainer.encoder_train import EncoderTrainConfig
+
+    shutil.copytree(bundle, out)
+    cfg = EncoderTrainConfig(synthetic_steps=40, real_steps=20, batch_size=8)
+    run_train_encoder(out, data=data, cfg=cfg, command=["pytest-fixture"], progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_inspire_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, garment_dir: Path) -> Path:
+    """The unconditional tiny bundle with an inspire encoder (encoder_b1.tflite)."""
+    return add_encoder(tiny_bundle, tmp_path_factory.mktemp("bundles") / "tiny-inspire", garment_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_inspire_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conditional_bundle: Path,
+                                    garment_dir: Path) -> Path:
+    """The class-conditional tiny bundle with an inspire encoder (z and class logits)."""
+    return add_encoder(tiny_conditional_bundle, tmp_path_factory.mktemp("bundles") / "tiny-cond-inspire",
+                       garment_dir)

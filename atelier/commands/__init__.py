@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "export",
     "train_encoder",
+    "evaluate_encoder",
     "generate",
     "kiosk",
     "capture",

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.kiosk import latents
+from edge.kiosk.inspire_api import INSPIRE_PATH, add_inspire_routes
+from edge.kiosk.inspire_api import MAX_BODY_BYTES as INSPIRE_MAX_BYTES
 from edge.kiosk.json_routes import ASGIApp, JsonRoute, JsonRoutes, Message, Receive, Scope, Send, validation_message
 from edge.kiosk.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edge.kiosk.service import MAX_SCALE, MAX_WALK_FRAMES, ApiError, KioskService
@@ -358,10 +360,11 @@ def create_app(service: KioskService, *, manage_service: bool = True) -> ASGIApp
         return Response(service.metrics.registry.render(), media_type=METRICS_CONTENT_TYPE)
 
     staff = add_staff_routes(app, service)  # /api/staff/...: PIN, capture, model upload and rollback
+    add_inspire_routes(app, service)  # POST /api/inspire: designs from a garment photo (edge.kiosk.inspire_api)
 
     # Outermost first: the access log sees the body limit's 413s; the lean routes sit in front of FastAPI.
     outer: ASGIApp = JsonRoutes(app, json_routes)
     outer = BodyLimitMiddleware(outer, max_bytes=config.max_body_bytes,
-                                large_paths={STAFF_UPLOAD_PATH: MAX_UPLOAD_BYTES})
+                                large_paths={STAFF_UPLOAD_PATH: MAX_UPLOAD_BYTES, INSPIRE_PATH: INSPIRE_MAX_BYTES})
     return AccessLogMiddleware(outer, service=service)
 
