@@ -51,7 +51,7 @@ class InspireError(UserError):
 class Encoding:
     """What the encoder made of one frame."""
 
-    z: np.ndarray  # float32 (z_dim,), as the encoder output it (before the ID's int8 rounding)
+    z: np.ndarray  # float32 (z_dim,): the encoder's output projected onto the prior (before the ID's rounding)
     class_id: int | None  # the most likely class of a conditional bundle, None when unconditional
     class_confidence: float | None  # its softmax probability
 
@@ -133,7 +133,7 @@ class PhotoEncoder:
             self.interpreter.invoke()
             raw = [self.interpreter.get_tensor(index)[0] for index, _ in self._outputs]
         values = [_dequantize(r, t.scale, t.zero_point) for r, (_, t) in zip(raw, self._outputs, strict=True)]
-        z = values[0].astype(np.float32)
+        z = project_to_prior(values[0], self.bundle.z_distribution)
         if not np.isfinite(z).all():
             raise InspireError("the encoder produced no usable latent for this picture", 500)
         if len(values) == 1:
@@ -148,6 +148,15 @@ class PhotoEncoder:
         """Check a BGR frame (`check_frame`) and encode it."""
         check_frame(bgr)
         return self.encode_input(self.model_input(bgr))
+
+
+def project_to_prior(u: np.ndarray, distribution: str) -> np.ndarray:
+    """The encoder's raw output -> a latent on the prior's typical set, as in training (trainer.encoder_train):
+    N(0, I): sqrt(z_dim) u / |u| (prior latents lie near that sphere); U(-1, 1): tanh(u)."""
+    u = np.asarray(u, np.float64)
+    if distribution == "uniform":
+        return np.tanh(u).astype(np.float32)
+    return (u * np.sqrt(u.shape[-1]) / (np.linalg.norm(u) + 1e-6)).astype(np.float32)
 
 
 def _dequantize(raw: np.ndarray, scale: float | None, zero_point: int | None) -> np.ndarray:

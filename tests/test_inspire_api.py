@@ -67,7 +67,8 @@ def test_a_photo_gives_its_reconstruction_then_variations(client: httpx.Client, 
     assert more.status_code == 200 and len(more.json()["designs"]) == 3
     other = client.post("/api/generate", json={"n": 1, "seed": 5}).json()["designs"][0]["id"]
     mixed = client.post("/api/mix", json={"a": designs[0]["id"], "b": other, "steps": 4})
-    assert mixed.status_code == 200 and mixed.json()["designs"][0]["id"] == designs[0]["id"]
+    assert mixed.status_code == 200 and len(mixed.json()["designs"]) == 5
+    assert np.array_equal(fetch_pixels(client, mixed.json()["designs"][0]), pixels[0])  # step 0 is the inspired one
     assert inspire(client, encoded_png(garment_bgr(RED)), n=1, **{"class": "dress"}).json()["designs"][0][
         "class"] == "dress"
 
@@ -86,7 +87,8 @@ def test_no_body_takes_the_newest_camera_frame(client: httpx.Client) -> None:
     (b"not a picture at all", 415, "not a photo"),
     (_png_header_only(10_000, 5_000), 413, "50 megapixels"),
     (_png_header_only(5_000, 5_000), 413, "megapixels"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 200, 400, "damaged"),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 200, 415, "not a photo"),  # a JPEG marker and then nothing of one
+    (encoded_png(garment_bgr(RED), ".jpg")[:700], 400, "damaged"),  # a real JPEG cut short
     (None, 422, "too dark"),
     (None, 422, "over-exposed"),
 ])
@@ -126,6 +128,9 @@ class _Frames(FrameSource):
         self.sent += 1
         time.sleep(0.02)
         return garment_bgr(RED) if self.pixel is None else np.full((120, 160, 3), self.pixel, np.uint8)
+
+    def close(self) -> None:
+        pass
 
 
 def _feed(pixel: int | None, n: int | None, release: threading.Event) -> CameraFeed:

@@ -75,13 +75,13 @@ def _entry(path: Path, spec: EncoderSpec) -> dict[str, Any]:
 
 def measure_parity(model: Any, bundle_dir: Path, pictures: np.ndarray) -> dict[str, Any]:
     """The int8 encoder (edge.inspire, as the kiosk runs it) against the float encoder on `pictures`."""
-    from edge.inspire import PhotoEncoder
+    from edge.inspire import PhotoEncoder, project_to_prior
     from trainer.export import image_parity
 
     bundle = load_bundle(bundle_dir)
     encoder = PhotoEncoder(bundle, num_threads=2)
     float_out = model(pictures.astype(np.float32), training=False)
-    z_float = np.asarray(float_out["z"], np.float32)
+    z_float = np.stack([project_to_prior(u, bundle.z_distribution) for u in np.asarray(float_out["z"])])
     encodings = [encoder.encode_input(p.astype(np.float32)) for p in pictures]
     z_int8 = np.stack([e.z for e in encodings])
     cos = np.sum(z_float * z_int8, 1) / (np.linalg.norm(z_float, axis=1) * np.linalg.norm(z_int8, axis=1) + 1e-12)

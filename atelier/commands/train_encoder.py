@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "folder, a bundle exported from it)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="the generator's training photos (default: the folder its config records)")
-    p.add_argument("--synthetic-steps", type=int, default=500, help="steps on generated pairs (default 500)")
-    p.add_argument("--real-steps", type=int, default=300, help="steps adding real photos (default 300)")
+    p.add_argument("--synthetic-steps", type=int, default=300, help="steps on generated pairs (default 300)")
+    p.add_argument("--real-steps", type=int, default=200, help="steps adding real photos (default 200)")
     p.add_argument("--batch-size", type=int, default=24, help="pictures per step (default 24)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
