@@ -84,7 +84,7 @@ def run_train_encoder(source_dir: str | Path, *, bundle_dir: str | Path | None =
         if not (target / MANIFEST).is_file():
             raise UserError(f"--bundle {target} is not a bundle folder (no {MANIFEST})")
         if source.kind == "run":
-            check_generator_matches(source.model, load_bundle(target), source.path)
+            check_generator_matches(source, load_bundle(target))
     train_dir = _data_dir(source.config, data)
     photos = load_training_data(train_dir, source.size_px, classes=list(source.config.get("class_names") or []) or None,
                                 crop=str(source.config.get("crop", "center")), progress=progress)

@@ -150,9 +150,16 @@ def _load_int8_weights(model: Any, tflite_path: Path) -> None:
         layer.set_weights(values)
 
 
-def check_generator_matches(model: Any, bundle: Bundle, run_dir: Path) -> None:
-    """Refuse a bundle that was not exported from this run's generator (its designs differ)."""
-    psnr = design_psnr(model, bundle)
+def check_generator_matches(source: GeneratorSource, bundle: Bundle) -> None:
+    """Refuse a bundle that was not exported from this run's generator (other shapes, or its designs differ)."""
+    run_dir = source.path
+    mine = (source.size_px, source.z_dim, tuple(source.class_names or ()))
+    theirs = (bundle.size_px, bundle.z_dim, tuple(bundle.class_names or ()))
+    if mine != theirs:
+        raise UserError(f"bundle {bundle.path} was not exported from {run_dir}: it draws {theirs[0]} px from "
+                        f"z_dim {theirs[1]} with classes {list(theirs[2]) or 'none'}, the run {mine[0]} px from "
+                        f"z_dim {mine[1]} with classes {list(mine[2]) or 'none'}")
+    psnr = design_psnr(source.model, bundle)
     if psnr < 20.0:
         raise UserError(f"bundle {bundle.path} was not exported from {run_dir}: their designs differ "
                         f"({psnr:.1f} dB PSNR); export the run first (atelier export) or pass its bundle")
