@@ -10,7 +10,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect
+import test_kiosk_browser
+from playwright.sync_api import Page, expect
 
 from edge.bundle import load_bundle
 from edge.kiosk.config import KioskConfig
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.browser
 
 DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
 GARMENT_RGB = (30, 60, 170)  # a blue t-shirt
+page = test_kiosk_browser.page  # the page fixture: a touch-screen context that fails on JavaScript errors
 
 
 def _server(bundle_dir: Path, camera: str) -> BackgroundServer:
@@ -34,17 +36,6 @@ def server() -> Iterator[BackgroundServer]:
     srv = _server(DEFAULT, f"synthetic://?size=640x480&fps=15&garment=t-shirt&colour={colour}")
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def centre_colour(client: httpx.Client, url: str) -> np.ndarray:

@@ -7,7 +7,7 @@
 
 (() => {
   const COUNTDOWN_S = 3;
-  const ui = { root: null, busy: false, timer: null, camera: false };
+  const ui = { root: null, busy: false, timer: null, camera: false, sizePx: 0 };
   const byId = (id) => document.getElementById(id);
   window.atelier = window.atelier || {};
   window.atelier.inspire = { runs: 0, errors: 0, lastDesigns: [] };
@@ -46,12 +46,28 @@
     document.body.append(root);
     byId("inspire-close").addEventListener("click", close);
     byId("inspire-shoot").addEventListener("click", countdown);
+    byId("inspire-preview").addEventListener("load", placeGuide);
     byId("inspire-file").addEventListener("change", (e) => {
       const file = e.target.files && e.target.files[0];
       e.target.value = "";
       if (file) send(file);
     });
     return root;
+  }
+
+  // The preview is the live frame with the model-input crop beside it (size_px x factor wide); the guide marks
+  // the centre square of the live part, the square the model sees.
+  function placeGuide() {
+    const img = byId("inspire-preview");
+    const guide = ui.root.querySelector(".inspire-guide");
+    const w = img.naturalWidth, h = img.naturalHeight;
+    if (!w || !h || !ui.sizePx) return;
+    const liveW = w - ui.sizePx * Math.max(1, Math.floor(h / ui.sizePx));
+    const side = Math.min(liveW, h);
+    guide.style.left = `${(100 * (liveW - side)) / 2 / w}%`;
+    guide.style.width = `${(100 * side) / w}%`;
+    guide.style.top = `${(100 * (h - side)) / 2 / h}%`;
+    guide.style.height = `${(100 * side) / h}%`;
   }
 
   function message(text) {
@@ -160,6 +176,7 @@
     entry.addEventListener("click", open);
     try {
       const health = await (await fetch("/healthz")).json();
+      ui.sizePx = (await (await fetch("/api/info")).json()).size_px || 0;
       ui.camera = !!health.camera;
       entry.hidden = !health.has_encoder;
       window.atelier.inspire.available = !!health.has_encoder;
