@@ -82,3 +82,24 @@ def test_train_encoder_refuses_what_it_cannot_use(tiny_run: Path, tiny_condition
     assert main(["train-encoder", str(stale), "--no-progress"]) == 2  # its training photos are gone
     assert "pass --data" in caplog.text
     assert not (stale / "encoder_b1.tflite").exists()
+
+
+def test_evaluate_encoder_measures_held_out_photos_and_draws_the_picture(
+    tiny_conditional_inspire_bundle: Path, garment_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    out = tmp_path / "eval"
+    assert main(["evaluate-encoder", str(tiny_conditional_inspire_bundle), "--data", str(garment_dir),
+                 "--out", str(out), "--n-random", "50"]) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    fd, colour = report["feature_distance"], report["colour_error"]
+    assert report["n_photos"] > 0 and report["n_random"] == 50
+    assert fd["ratio_to_random"] == round(fd["reconstruction"] / fd["random_mean"], 4)
+    assert fd["random_nearest_of_n"] <= fd["random_mean"] and set(fd["variations"]) == {"200", "300", "400",
+                                                                                       "550", "700"}
+    assert colour["reconstruction"] >= 0 and 0 <= report["class_agreement"] <= 1
+    picture = np.asarray(Image.open(out / "inspire.jpg"))
+    rows = min(8, report["n_photos"])
+    assert picture.shape[1] == 7 * 32 + 8 * 4 and picture.shape[0] == rows * 32 + (rows + 1) * 4
+    assert main(["evaluate-encoder", str(tmp_path), "--data", str(garment_dir)]) == 2  # not a bundle

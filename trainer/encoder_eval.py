@@ -36,7 +36,7 @@ RANDOM_SEED = 0
 PICTURE_ROWS = 8
 
 
-def _designs(gen: DesignGenerator, resolver: LatentResolver, ids: list, batch: int = 64) -> np.ndarray:
+def _designs(gen: DesignGenerator, resolver: LatentResolver, ids: list) -> np.ndarray:
     z = resolver.vectors([d.latent for d in ids])
     classes = None if gen.bundle.class_names is None else [int(d.class_id or 0) for d in ids]
     return gen.generate(z, classes)

@@ -12,7 +12,6 @@ what a shopper would see differ. The manifest is rewritten with `edge.bundle.wri
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -175,7 +174,3 @@ def export_encoder(model: Any, spec: EncoderSpec, bundle_dir: str | Path, calibr
              (bundle_dir / ENCODER_FILE).stat().st_size / 1024, macs / 1e6, parity["design_psnr_db_median"])
     return entry
 
-
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 100.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
