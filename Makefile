@@ -6,9 +6,45 @@ PIP    := $(BIN)/python -m pip
 # Re-install when the project's metadata or the C++ sources change.
 DEPS   := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp csrc/*.h)
 
-.PHONY: demo test lint bench build fuzz sanitize clean
+# Debian packages, installed when missing (as root with apt-get; otherwise the exact command is printed and make
+# stops). Building the venv and the C++ kernels needs BUILD_DEBS (`system-packages`, before every venv); the suite
+# also needs Debian's chromium (the browser tests drive it with Playwright), shellcheck (firmware_scripts) and
+# systemd (systemd-analyze verify of the units): TEST_DEBS (`test-packages`, before `make test`). The check is one
+# dpkg -s per package, quick when all is there; SKIP_DEBS=1 skips it.
+BUILD_DEBS := python3.11 python3.11-venv python3.11-dev g++
+TEST_DEBS  := $(BUILD_DEBS) chromium shellcheck systemd
 
-$(BIN)/python:
+.PHONY: demo test lint bench build fuzz sanitize clean system-packages test-packages
+
+# $(call install_debs,PACKAGES): install the missing ones of PACKAGES, or say how and fail.
+define install_debs
+	@missing=""; \
+	if ! command -v dpkg >/dev/null 2>&1; then \
+	  echo "make: no dpkg (not a Debian machine): make sure these Debian packages' tools are installed: $(1)"; \
+	  exit 0; \
+	fi; \
+	for pkg in $(1); do \
+	  dpkg -s "$$pkg" 2>/dev/null | grep -q "^Status: install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "make: missing Debian packages:$$missing" >&2; \
+	  echo "make: install them as root, then run make again:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing" >&2; \
+	  exit 1; \
+	fi; \
+	echo "make: installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
+endef
+
+system-packages:
+	$(if $(SKIP_DEBS),@:,$(call install_debs,$(BUILD_DEBS)))
+
+test-packages:
+	$(if $(SKIP_DEBS),@:,$(call install_debs,$(TEST_DEBS)))
+
+$(BIN)/python: | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
@@ -27,7 +63,7 @@ build: $(VENV)/.edge-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.dev-installed lint
+test: test-packages $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev-installed
@@ -35,7 +71,7 @@ bench: $(VENV)/.dev-installed
 
 # The kiosk on the committed default bundle (models/default) with a synthetic camera. While models/default is
 # missing, a quick demo bundle (tiny model on procedural garments; needs the [train] extra) is made once in build/.
-demo: $(VENV)/.edge-installed
+demo: system-packages $(VENV)/.edge-installed
 	@bundle=models/default; port=$${PORT:-8000}; \
 	if [ ! -f "$$bundle/manifest.json" ]; then \
 	  bundle=build/demo-bundle; \

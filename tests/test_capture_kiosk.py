@@ -13,6 +13,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from fixtures_kiosk import start_kiosk
 
 from edge.bundle import load_bundle
 from edge.capture.scenes import garment_scene, paste
@@ -20,9 +21,7 @@ from edge.capture.store import CaptureStore
 from edge.errors import UserError
 from edge.kernels import preprocess_frame
 from edge.kiosk.camera import CameraFeed, FrameSource
-from edge.kiosk.config import KioskConfig, load_config
-from edge.kiosk.server import BackgroundServer
-from edge.kiosk.service import KioskService
+from edge.kiosk.config import load_config
 from edge.kiosk.staff import StaffGuard, hash_pin, verify_pin
 
 PIN = "135790"
@@ -59,9 +58,8 @@ def staff_kiosk(tiny_conditional_bundle: Path, tmp_path: Path
     bundle = load_bundle(tiny_conditional_bundle)
     feed = CameraFeed(lambda: StillCamera(holder), lambda bgr: preprocess_frame(bgr, bundle.size_px),
                       uri=StillCamera.uri)
-    cfg = KioskConfig(bundle=tiny_conditional_bundle, port=0, staff_pin_hash=PIN_HASH,
+    srv = start_kiosk(tiny_conditional_bundle, camera=feed, staff_pin_hash=PIN_HASH,
                       capture_store=tmp_path / "captures", capture_min_free_mb=0, models_dir=tmp_path / "none")
-    srv = BackgroundServer(KioskService(cfg, bundle, camera=feed)).start()
     with httpx.Client(base_url=srv.url, timeout=60.0) as client:
         yield client, holder, tmp_path / "captures"
     srv.stop()
@@ -172,10 +170,9 @@ def test_the_staff_key_on_a_usb_stick_gets_staff_in_during_a_lockout(tiny_bundle
     stick = media / "user" / "STICK"
     stick.mkdir(parents=True)
     key = b"k3y-" + bytes(range(40))
-    cfg = KioskConfig(bundle=tiny_bundle, port=0, staff_pin_hash=PIN_HASH, capture_store=tmp_path / "captures",
+    srv = start_kiosk(tiny_bundle, staff_pin_hash=PIN_HASH, capture_store=tmp_path / "captures",
                       capture_min_free_mb=0, models_dir=tmp_path / "none", usb_roots=f"{media},{tmp_path}/gone",
                       staff_key_sha256=hashlib.sha256(key).hexdigest())
-    srv = BackgroundServer(KioskService(cfg, load_bundle(tiny_bundle))).start()
     try:
         with httpx.Client(base_url=srv.url, timeout=60.0) as client:
             for i in range(6):  # a shopper locks the keypad
@@ -249,10 +246,9 @@ def test_a_face_in_front_of_the_kiosk_camera_is_blurred_in_the_store(staff_kiosk
     assert response.json()["capture"]["faces_blurred"] >= 1  # (a false alarm elsewhere only blurs more)
 
 
-def test_staff_mode_is_off_without_a_pin_hash(tiny_bundle: Path, tmp_path: Path) -> None:
-    cfg = KioskConfig(bundle=tiny_bundle, port=0, capture_store=tmp_path / "captures", models_dir=tmp_path / "m")
-    with BackgroundServer(KioskService(cfg, load_bundle(tiny_bundle))) as srv, \
-            httpx.Client(base_url=srv.url, timeout=30) as client:
+def test_staff_mode_is_off_without_a_pin_hash(tiny_bundle: Path, tmp_path: Path, kiosk_server) -> None:
+    srv = kiosk_server(tiny_bundle, capture_store=tmp_path / "captures", models_dir=tmp_path / "m")
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
         response = client.post("/api/staff/unlock", json={"pin": "1234"})
         assert response.status_code == 403 and "staff mode is off" in response.json()["error"]
         assert client.get("/healthz").json()["capture"]["enabled"] is False

@@ -20,9 +20,31 @@ def test_default_bundle_verifies_and_fits_the_budgets() -> None:
     files = bundle.manifest["files"]
     assert sum(f["bytes"] for f in files.values()) <= EDGE_TPU_WEIGHT_CACHE_BYTES
     assert all(f["bytes"] <= EDGE_TPU_WEIGHT_CACHE_BYTES / 4 for f in files.values())  # each model alone: ~1.6 MB
-    lint = bundle.manifest["edgetpu_lint"]["models"]
-    assert all(m["edgetpu_ready"] and not m["issues"] for m in lint.values())
     assert bundle.manifest["parity"]["passed"] and bundle.manifest["parity"]["worst_psnr_db"] >= 30
+
+
+def test_the_committed_models_lint_clean_for_the_edge_tpu_when_linted_again() -> None:
+    """The lint is run again on the committed .tflite files, not read back from the manifest."""
+    from trainer.edgetpu_lint import lint_model
+
+    bundle = load_bundle(DEFAULT)
+    for model in bundle.models.values():
+        lint = lint_model(DEFAULT / model.file)
+        assert lint["edgetpu_ready"] and not lint["issues"], (model.file, lint["issues"])
+        assert set(lint["ops"]) == {"CONV_2D", "FULLY_CONNECTED", "RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "TANH"}
+        assert lint["float_tensors"] == 0 and lint["dynamic_tensors"] == 0
+        assert lint == bundle.manifest["edgetpu_lint"]["models"][model.file]  # and the manifest tells the truth
+
+
+def test_the_committed_batch_models_agree_and_make_pictures_on_this_machine() -> None:
+    """Parity measured again on the committed .tflite files: the batch-8 model against the batch-1 model on the
+    same latents, within the manifest's floor, and neither draws flat pictures (the hot-swap verifier's check).
+    The float generator it was exported from is not committed, so parity against it is the manifest's record."""
+    from edge.kiosk.hot_swap import verify_bundle
+
+    verified = verify_bundle(DEFAULT)
+    assert verified.report["floor_db"] == load_bundle(DEFAULT).manifest["parity"]["min_psnr_db"]
+    assert verified.report["batch_psnr_db"] and min(verified.report["batch_psnr_db"].values()) >= 30
 
 
 def test_default_manifest_records_how_it_was_made_and_how_good_it_is() -> None:

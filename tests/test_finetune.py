@@ -81,16 +81,13 @@ def test_finetune_a_new_class_end_to_end_into_a_running_kiosk(tiny_conditional_r
     import shutil
 
     import httpx
+    from fixtures_kiosk import start_kiosk
 
     from edge.bundle import load_bundle
-    from edge.kiosk.config import KioskConfig
-    from edge.kiosk.server import BackgroundServer
-    from edge.kiosk.service import KioskService
 
     models = tmp_path / "models"
     start = shutil.copytree(tiny_conditional_bundle, models / "start")
-    cfg = KioskConfig(bundle=start, models_dir=models, port=0, models_watch_s=0.2)
-    kiosk = BackgroundServer(KioskService(cfg, load_bundle(start))).start()
+    kiosk = start_kiosk(start, models_dir=models, models_watch_s=0.2)
     try:
         store = capture_store(tmp_path / "captures", {"skirt": 10, "dress": 6})
         out = tmp_path / "tuned"

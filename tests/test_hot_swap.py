@@ -18,13 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures_bundles import models_and_stick
+from fixtures_kiosk import start_kiosk
 
 from edge.bundle import load_bundle
 from edge.kiosk import bundle_upload
-from edge.kiosk.config import KioskConfig
 from edge.kiosk.hot_swap import MAX_UNPACKED_BYTES, MAX_UPLOAD_MEMBERS, ModelManager, ModelRejected, verify_bundle
 from edge.kiosk.server import BackgroundServer
-from edge.kiosk.service import KioskService
 from edge.kiosk.staff import hash_pin
 
 PIN = "2468"
@@ -49,10 +48,18 @@ def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_a_scan(client: httpx.Client, models: Path, bundle: Path, name: str = "probe") -> None:
+    """Drop a damaged copy of `bundle` into the models folder and wait until the watcher rejects it: proof that
+    it scanned (and would have swapped any other candidate in) after this point."""
+    probe = shutil.copytree(bundle, models / f".{name}")
+    damage(probe)
+    probe = probe.rename(models / name)
+    wait_for(lambda: (_health(client)["model_error"] or {}).get("bundle") == str(probe), what="a watcher scan")
+
+
 def serve(bundle: Path, models_dir: Path, **extra: object) -> BackgroundServer:
-    cfg = KioskConfig(bundle=bundle, models_dir=models_dir, port=0, models_watch_s=0.2, staff_pin_hash=PIN_HASH,
-                      capture_store=models_dir.parent / "captures", capture_min_free_mb=0, **extra)
-    return BackgroundServer(KioskService(cfg, load_bundle(bundle))).start()
+    return start_kiosk(bundle, models_dir=models_dir, models_watch_s=0.2, staff_pin_hash=PIN_HASH,
+                       capture_store=models_dir.parent / "captures", capture_min_free_mb=0, **extra)
 
 
 def unlock(client: httpx.Client) -> dict[str, str]:
@@ -144,7 +151,7 @@ def test_corrupt_bundle_is_rejected_good_one_swapped_in_and_rollback(kiosk, tiny
     response = client.post("/api/staff/models/rollback", headers=headers)
     assert response.status_code == 200 and response.json()["model_id"] == old_id
     assert client.get("/api/info").json()["model_id"] == old_id
-    time.sleep(1.0)  # five watcher scans
+    wait_for_a_scan(client, models, tiny_bundle)
     assert client.get("/api/info").json()["model_id"] == old_id
     assert good.is_dir() and corrupt.is_dir()  # bundle folders are kept
     assert client.post("/api/staff/models/rollback", headers=headers).status_code == 409  # nothing further back
@@ -153,27 +160,41 @@ def test_corrupt_bundle_is_rejected_good_one_swapped_in_and_rollback(kiosk, tiny
 def test_requests_during_a_swap_get_the_old_or_the_new_model_never_a_server_error(
         kiosk, tiny_conditional_bundle: Path) -> None:
     srv, client, models = kiosk
-    statuses: list[int] = []
+    statuses: list[tuple[str, int]] = []
+    models_seen: set[str] = set()
+    errors: list[BaseException] = []
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=srv.url, timeout=60.0) as c:
-            while not stop.is_set():
-                body = c.post("/api/generate", json={"n": 4}).json()
-                for design in body.get("designs", [])[:2]:
-                    statuses.append(c.get(design["url"]).status_code)
+        try:
+            with httpx.Client(base_url=srv.url, timeout=60.0) as c:
+                while not stop.is_set():
+                    response = c.post("/api/generate", json={"n": 4})
+                    statuses.append(("generate", response.status_code))
+                    for design in response.json().get("designs", [])[:2]:
+                        models_seen.add(design["id"].split(".")[0])
+                        statuses.append(("picture", c.get(design["url"]).status_code))
+        except BaseException as exc:  # a thread's failure must fail the test, not vanish with the thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=hammer) for _ in range(3)]
     for t in threads:
         t.start()
+    wait_for(lambda: len(statuses) >= 6, what="requests before the swap")
     new_id = load_bundle(tiny_conditional_bundle).model_id
     shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
     wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
-    time.sleep(0.5)
+    count = len(statuses)
+    wait_for(lambda: len(statuses) > count + 6, what="requests after the swap")
     stop.set()
     for t in threads:
         t.join(30)
-    assert statuses and set(statuses) <= {200, 409}
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    generated = [status for kind, status in statuses if kind == "generate"]
+    assert 200 in generated and set(generated) <= {200, 409}  # 409: asked of the old model as it was swapped out
+    assert {status for kind, status in statuses if kind == "picture"} <= {200, 409}
+    assert new_id[:12] in models_seen and len(models_seen) == 2  # requests were served on both sides of the swap
     assert _health(client)["status"] == "ok"
 
 
@@ -345,9 +366,9 @@ def test_a_restart_restores_the_active_bundle_and_does_not_reapply_a_rolled_back
     srv.stop()
     srv = serve(start, models)
     with httpx.Client(base_url=srv.url, timeout=60.0) as client:
-        time.sleep(1.0)  # five scans: the rolled-back bundle stays out
-        assert model_id(client) == start_id
         assert client.get("/healthz").json()["model_error"] is None
+        wait_for_a_scan(client, models, tiny_bundle)  # the rolled-back bundle stays out
+        assert model_id(client) == start_id
     srv.stop()
 
 

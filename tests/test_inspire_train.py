@@ -61,6 +61,7 @@ def test_train_encoder_from_a_run_writes_the_float_encoder_and_an_int8_one_into_
     assert parity["passed"] and parity["latent_cosine_mean"] > 0.95 and 0 <= parity["class_agreement"] <= 1
     assert entry["training"]["command"][:2] == ["atelier", "train-encoder"]
     assert entry["training"]["data"]["n_images"] > 0 and entry["training"]["generator"]["kind"] == "run"
+    assert '"/' not in json.dumps(entry["training"])  # no machine paths: the bundle travels
     # The generator files are untouched.
     assert all(bundle.manifest["files"][f] == before.manifest["files"][f] for f in before.manifest["files"])
 

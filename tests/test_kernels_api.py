@@ -79,10 +79,13 @@ def test_facade_and_reference_match_the_stub() -> None:
 
 
 def test_native_backend_is_live_by_default() -> None:
-    # The suite runs with the extension built: falling back here would hide a broken build.
-    if os.environ.get("ATELIER_KERNELS", "native") == "native":
-        assert kernels.BACKEND == "native"
-        assert Path(native.__file__).parent.name == "edge"
+    """Without ATELIER_KERNELS (a fresh process, whatever this one was started with) the extension is used:
+    falling back here would hide a broken build."""
+    result = _python("from pathlib import Path; from edge import kernels, _kernels; "
+                     "print(kernels.BACKEND, Path(_kernels.__file__).parent.name)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["native", "edge"]
+    assert "falling back" not in result.stderr.lower() and "warning" not in result.stderr.lower()
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures_kiosk import start_kiosk
 from playwright.sync_api import Browser, Page, expect
 
-from edge.bundle import load_bundle
-from edge.kiosk.config import KioskConfig
 from edge.kiosk.server import BackgroundServer
-from edge.kiosk.service import KioskService
 
 pytestmark = pytest.mark.browser
 
@@ -22,9 +20,8 @@ IDLE_S = 2.0
 
 
 def _server(bundle_dir: Path) -> BackgroundServer:
-    config = KioskConfig(bundle=bundle_dir, port=0, grid_size=GRID, mix_steps=MIX_STEPS, attract_idle_s=IDLE_S,
-                         attract_fps=15.0, camera="synthetic://?fps=15")
-    return BackgroundServer(KioskService(config, load_bundle(bundle_dir))).start()
+    return start_kiosk(bundle_dir, grid_size=GRID, mix_steps=MIX_STEPS, attract_idle_s=IDLE_S, attract_fps=15.0,
+                       camera="synthetic://?fps=15")
 
 
 @pytest.fixture(scope="module")

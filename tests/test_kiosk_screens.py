@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures_browser import wait_for_a_new_frame
 from fixtures_bundles import models_and_stick
+from fixtures_kiosk import start_kiosk
 from playwright.sync_api import Browser, Page, expect
 
-from edge.bundle import load_bundle
-from edge.kiosk.config import DEFAULT_BUNDLE, KioskConfig
+from edge.kiosk.config import DEFAULT_BUNDLE
 from edge.kiosk.server import BackgroundServer
-from edge.kiosk.service import KioskService
 from edge.kiosk.staff import hash_pin
 
 pytestmark = pytest.mark.browser
@@ -81,10 +81,9 @@ TARGETS_JS = """
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     tmp = tmp_path_factory.mktemp("screens")
     models, start, _ = models_and_stick(tmp, DEFAULT_BUNDLE, DEFAULT_BUNDLE, "spring-tshirts")
-    config = KioskConfig(bundle=start, models_dir=models, port=0, camera="synthetic://?fps=10",
-                         attract_idle_s=600, staff_pin_hash=hash_pin(PIN, iterations=1000),
-                         capture_store=tmp / "captures", capture_min_free_mb=0, usb_roots=str(tmp / "media"))
-    srv = BackgroundServer(KioskService(config, load_bundle(start))).start()
+    srv = start_kiosk(start, models_dir=models, camera="synthetic://?fps=10", attract_idle_s=600,
+                      staff_pin_hash=hash_pin(PIN, iterations=1000), capture_store=tmp / "captures",
+                      capture_min_free_mb=0, usb_roots=str(tmp / "media"))
     yield srv
     srv.stop()
 
@@ -207,6 +206,7 @@ def test_the_staff_panel_fits_and_offers_the_bundles_as_a_list(
     expect(page.locator("#staff-panel")).to_be_visible()
     expect(page.locator("#staff-bundles .bundle")).to_have_count(2)
     page.wait_for_function("document.querySelector('#staff-preview').naturalWidth > 0")
+    wait_for_a_new_frame(page, "#staff-preview")  # live: a second, different frame arrives
     _check_on_screen(page, width, height, f"{width}x{height} staff panel")
     _check_contrast(page, "staff panel")
     assert page.locator("#staff-rollback").is_visible()

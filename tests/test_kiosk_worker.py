@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +121,8 @@ def test_a_cancelled_async_caller_takes_its_request_off_the_queue(tiny_bundle: P
         return int(after), await worker.generate(z[:1])
 
     try:
-        t0 = time.monotonic()
         generated_before_busy_ended, one = run_async(scenario)
-        assert one.shape == (1, 32, 32, 3) and time.monotonic() - t0 < 120
+        assert one.shape == (1, 32, 32, 3)
         # 3000 (busy) + 1 (the last call): the two abandoned designs were never generated.
         assert worker.metrics.designs_generated.value() == 3001
         assert generated_before_busy_ended <= 3000

@@ -152,7 +152,12 @@ def test_batches_depend_only_on_seed_and_step(garment_dir: Path) -> None:
         np.testing.assert_array_equal(a, b)
     assert whole[0].min() >= -1.0 and whole[0].max() <= 1.0 and whole[0].shape == (16, 32, 32, 3)
     # Two epochs see different orders; one epoch sees every image at most once.
-    first_epoch = np.concatenate(whole[:spe])
-    assert len({arr.tobytes() for arr in first_epoch}) == len(first_epoch)
+    def photos(batches: list[np.ndarray]) -> list[bytes]:  # which photo, whether or not it was flipped
+        return [min(x.tobytes(), x[:, ::-1].tobytes()) for x in np.concatenate(batches)]
+
+    first_epoch, second_epoch = photos(whole[:spe]), photos(whole[spe:2 * spe])
+    assert len(set(first_epoch)) == len(first_epoch) and len(set(second_epoch)) == len(second_epoch)
+    assert len(set(first_epoch) & set(second_epoch)) >= len(first_epoch) // 2  # largely the same photos...
+    assert first_epoch != second_epoch  # ...in another order
     other = [x.numpy() for x, _ in make_dataset(data, 16, seed=6, start_step=0, end_step=1)]
     assert not np.array_equal(other[0], whole[0])

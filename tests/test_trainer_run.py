@@ -122,32 +122,42 @@ def test_time_budget_stops_mid_epoch_and_resume_continues_exactly(garment_dir: P
 
 
 def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(garment_dir: Path, tmp_path: Path) -> None:
+    """A real `kill -9` of a real training process, then --resume: it ends weight for weight where a run that was
+    never killed ends."""
+    epochs, spe = 10, 72 // 16
+    args = ["--data", str(garment_dir), "--preset", "tiny", "--epochs", str(epochs), "--steps-per-checkpoint", "2",
+            "--seed", "4", "--no-progress"]
     run = tmp_path / "killed"
-    args = ["train", "--data", str(garment_dir), "--out", str(run), "--preset", "tiny", "--epochs", "40",
-            "--steps-per-checkpoint", "2", "--seed", "4", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "atelier", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.Popen([sys.executable, "-m", "atelier", "train", *args, "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(checkpoints.list_checkpoints(run / "checkpoints")) < 3:
             time.sleep(0.05)
         assert proc.poll() is None, "training ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        assert proc.wait(30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
     kept = checkpoints.list_checkpoints(run / "checkpoints")
     assert kept, "no checkpoint survived"
-    # Damage the newest checkpoint, as a kill during a copy might: resume must fall back to the one before.
-    newest = kept[-1]
-    newest.write_bytes(newest.read_bytes()[:100])
-    fallback = checkpoints.read_latest(run / "checkpoints")
-    assert fallback is not None and fallback.path != newest and fallback.step > 0
-    done = _atelier("train", "--out", str(run), "--resume", "--epochs", "41", "--no-progress")
+    newest = checkpoints.read_latest(run / "checkpoints")
+    assert newest is not None and newest.path == kept[-1], "the newest checkpoint left by the kill is unreadable"
+    assert 0 < newest.step < epochs * spe, "the kill came too late to test anything"
+    done = _atelier("train", "--out", str(run), "--resume", "--epochs", str(epochs), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"resuming from {fallback.path.name}" in done.stderr
-    assert run_folder.read_summary(run)["steps"] == 41 * (72 // 16)
+    assert f"resuming from {newest.path.name} (step {newest.step})" in done.stderr
+    assert run_folder.read_summary(run)["steps"] == epochs * spe
+    straight = _atelier("train", *args, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    final = f"ckpt-{epochs * spe:09d}.npz"
+    a = _ckpt(tmp_path / "straight" / "checkpoints" / final)
+    b = _ckpt(run / "checkpoints" / final)
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(garment_dir: Path, tmp_path: Path) -> None:

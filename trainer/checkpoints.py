@@ -47,6 +47,11 @@ def _variables(gan, group: str) -> list:
     return list(obj.variables if group.endswith("optimizer") else obj.weights)
 
 
+def all_variables(gan) -> list:
+    """Every variable a checkpoint holds, the step counter last."""
+    return [v for group in _GROUPS for v in _variables(gan, group)] + [gan.global_step]
+
+
 def save_checkpoint(gan, folder: Path, keep: int) -> Path:
     """Write the GAN's full training state (weights, EMA, both optimizers, step); keep the newest `keep` files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
     """Complete checkpoint files, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name) and p.is_file())
 
 
 def read_latest(folder: Path) -> Checkpoint | None:

@@ -9,7 +9,9 @@ from typing import Any
 
 from edge.errors import UserError
 
-PRESET_NAMES: tuple[str, ...] = ("seed", "edge", "tiny")
+PRESET_NAMES: tuple[str, ...] = ("seed", "edge", "edge2", "tiny")
+UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
+LOSSES: tuple[str, ...] = ("ns", "hinge")
 SIZES_PX: tuple[int, ...] = (32, 64, 128)
 
 
@@ -39,6 +41,13 @@ class TrainConfig:
     instance_noise_max: float = 0.0  # reals get N(0, s) noise with s ~ U(0, max) per step
     spectral_norm: bool = True  # spectral normalisation in D (edge, tiny)
     conditional: bool = False  # class-conditional G (label embedding) and projection D
+    # G's 2x upsampling (edge family): "nearest" leaves a regular grid pattern at 2..16 px periods (the Edge TPU's
+    # RESIZE_NEAREST_NEIGHBOR); "bilinear" low-passes every upsampling (RESIZE_BILINEAR, also an Edge TPU op).
+    upsample: str = "nearest"
+    loss: str = "ns"  # "ns" = non-saturating BCE; "hinge" = hinge loss (SN-GAN, FastGAN)
+    # FastGAN's skip-layer excitation (edge family): a channel gate computed from the 8 px map multiplies the 64 px
+    # one, the 16 px map's gate the 128 px one (global pool, two 1x1 convs, sigmoid: MEAN, CONV_2D, LOGISTIC, MUL).
+    skip_excitation: bool = False
     class_names: list[str] | None = None  # classes to train on (None = every class found)
     seed: int = 0  # seeds weights, data order, noise and augmentation
     crop: str = "center"  # "center" crop or "pad" to square
@@ -84,6 +93,12 @@ class TrainConfig:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise UserError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
+        if self.loss not in LOSSES:
+            raise UserError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.preset == "seed" and (self.upsample != "nearest" or self.skip_excitation):
+            raise UserError("the seed preset is the paper's model: its upsampling is transposed convolutions")
         if self.crop not in ("center", "pad"):
             raise UserError(f"--crop must be 'center' or 'pad', got {self.crop!r}")
         missing = [r for r in g_resolutions(self) if r not in self.g_channels]
@@ -170,6 +185,54 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# edge2: the realism recipe (the ablation in docs/training.md): edge plus bilinear upsampling (no grid pattern), hinge
+# loss, skip-layer excitation and wider high-resolution blocks (0.58 GMAC per 128 px design).
+_PRESETS["edge2"] = {
+    **_PRESETS["edge"],
+    "g_channels": {4: 256, 8: 256, 16: 128, 32: 96, 64: 48, 128: 24},
+    "upsample": "bilinear",
+    "loss": "hinge",
+    "skip_excitation": True,
+}
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`FIELD=VALUE` from `atelier train --set` as (field, value); VALUE is JSON, or a plain string.
+
+    Raises:
+        UserError: no "=", an unknown field, or a value of the wrong kind for the field.
+    """
+    import json
+
+    name, sep, raw = text.partition("=")
+    name = name.strip().replace("-", "_")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if not sep or not name:
+        raise UserError(f"--set takes FIELD=VALUE (e.g. --set upsample=bilinear), got {text!r}")
+    if name not in fields:
+        raise UserError(f"--set {name}: no such setting; settings: {', '.join(sorted(fields))}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    default = getattr(TrainConfig(), name)
+    if name in ("g_channels", "d_channels"):
+        if not isinstance(value, dict):
+            raise UserError(f'--set {name} takes a JSON object of side: width, e.g. {{"64": 48, "128": 24}}')
+        try:
+            return name, {int(k): int(v) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"--set {name}: sides and widths must be whole numbers ({exc})") from exc
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise UserError(f"--set {name} takes true or false, got {raw!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise UserError(f"--set {name} takes a number, got {raw!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        value = raw
+    return name, value
+
+
 def preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset with `overrides` applied (unknown field names are an error)."""
     if name not in _PRESETS:
@@ -179,6 +242,9 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     if bad:
         raise UserError(f"unknown config fields {bad}")
     values = {"preset": name, **_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    for widths in ("g_channels", "d_channels"):  # partial widths override the preset's at those sides only
+        if widths in overrides and widths in _PRESETS[name] and overrides[widths] is not None:
+            values[widths] = {**_PRESETS[name][widths], **overrides[widths]}
     cfg = TrainConfig(**values)
     cfg.validate()
     return cfg

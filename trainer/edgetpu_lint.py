@@ -179,7 +179,7 @@ def lint_model(model_path: str | Path) -> dict[str, Any]:
                     "op": name,
                     "count": counts.get(name, 0),
                     "problem": f"{name} version {version} is newer than Edge TPU Compiler 16 reads: "
-                    "convert the Coral build with an older converter (see README)",
+                    "convert the Coral build with an older converter (see docs/export.md, 'A Coral (Edge TPU) build')",
                 }
             )
     return {
@@ -224,7 +224,7 @@ def run_edgetpu_compiler(model_path: str | Path, timeout_s: float = 300.0) -> di
     Returns:
         None when `edgetpu_compiler` is not on PATH; else the parsed report plus "returncode" and "log" (the
         compiler's output, cut to 8000 characters). The compiled model itself is not kept: a Coral build is
-        made on its own toolchain (see README).
+        made on its own toolchain (see docs/export.md, "A Coral (Edge TPU) build").
     """
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:

@@ -23,6 +23,7 @@ from edge.errors import UserError
 from trainer.encoder import KERAS_FILE
 from trainer.encoder_train import EncoderTrainConfig, save_encoder, train_encoder
 from trainer.generator_source import check_generator_matches, load_generator_source
+from trainer.portable_paths import OUTSIDE, REPO_ROOT, portable_if_absolute, portable_path
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,13 @@ def _data_dir(config: dict[str, Any], data: str | Path | None) -> Path:
     from trainer.eval_photos import split_dirs
 
     if data is None:
-        recorded = config.get("data_dir") or ""
-        if not recorded or not Path(recorded).is_dir():
+        # A bundle records its data folder relative to the repository, or outside it by name and hash only.
+        recorded = str(config.get("data_dir") or "")
+        found = None if not recorded or recorded.startswith(OUTSIDE) else REPO_ROOT / recorded  # absolute stays
+        if found is None or not found.is_dir():
             raise UserError(f"the generator's training photos ({recorded or 'not recorded'}) are not here: "
                             "pass --data with the folder it was trained on")
-        data = recorded
+        data = found
     train_dir, _ = split_dirs(Path(data))
     if not train_dir.is_dir():
         raise UserError(f"--data {data} is not a folder of photos")
@@ -102,8 +105,11 @@ def run_train_encoder(source_dir: str | Path, *, bundle_dir: str | Path | None =
     train_idx = order[N_PARITY // 2:] if len(order) > N_PARITY else order
     trained = train_encoder(source, photos.images[train_idx], None if labels is None else labels[train_idx], cfg,
                             features_model=feature_net.feature_model, progress=progress)
-    report = {**trained.report(), "generator": source.describe(), "data": {"dir": str(train_dir.resolve()),
-              "n_images": len(train_idx), "classes": photos.class_names}, "command": list(command or [])}
+    # The bundle travels: no machine paths in its manifest (trainer.portable_paths, as the exporter does).
+    generator = {**source.describe(), "path": portable_path(source.path)}
+    report = {**trained.report(), "generator": generator, "data": {"dir": portable_path(train_dir),
+              "n_images": len(train_idx), "classes": photos.class_names},
+              "command": [portable_if_absolute(str(c)) for c in command or []]}
     keras_path = None
     if source.kind == "run":
         keras_path = source.path / KERAS_FILE

@@ -40,6 +40,7 @@ from edge.version import __version__
 from trainer import run_folder
 from trainer.edgetpu_lint import lint_model, run_edgetpu_compiler
 from trainer.export_graph import GraphReport, prepare_for_tflite
+from trainer.portable_paths import portable_training
 
 log = logging.getLogger(__name__)
 
@@ -280,9 +281,6 @@ def _lint(bundle_dir: Path, models: list[dict[str, Any]], run_compiler: bool) ->
     return report
 
 
-def _training_section(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("steps", "epochs_done", "images_seen", "img_per_s", "wall_s", "data", "command")
-    return {"run_dir": str(run_dir), "config": config, "summary": {k: summary.get(k) for k in keys}}
 
 
 def _base_manifest(
@@ -305,7 +303,7 @@ def _base_manifest(
         "class_names": list(config["class_names"]) if config["conditional"] else None,
         "quantization": options.fmt,
         "models": [],
-        "training": _training_section(run_dir, config, summary),
+        "training": portable_training(run_dir, config, summary),
         "export": {
             "exporter_version": EXPORTER_VERSION,
             "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

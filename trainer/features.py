@@ -331,8 +331,8 @@ def load_feature_net(path: str | Path | None = None) -> GarmentFeatures:
         raise UserError(f"no feature network in {folder} (need {MODEL_FILE} and {CARD_FILE}): {hint}")
     try:
         card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{card_path} is not valid JSON ({exc}): {hint}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{card_path} is not valid JSON, the file is damaged ({exc}): {hint}") from None
     if not isinstance(card, dict) or not isinstance(card.get("class_names"), list):
         raise UserError(f"{card_path} has no class_names list: {hint}")
     if card.get("sha256") and _file_sha256(model_path) != card["sha256"]:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.designs import sample_prior
 from edge.errors import UserError
 from trainer import checkpoints, run_folder
 from trainer.config import TrainConfig
@@ -201,10 +202,7 @@ class _Featurizer:
 
 
 def _designs(generator, cfg: TrainConfig, class_id: int | None, n: int) -> np.ndarray:
-    rng = np.random.default_rng(EVAL_SEED)
-    z = (rng.uniform(-1, 1, (n, cfg.z_dim)) if cfg.z_distribution == "uniform"
-         else rng.standard_normal((n, cfg.z_dim))).astype(np.float32)
-    inputs = [z]
+    inputs = [sample_prior(n, cfg.z_dim, cfg.z_distribution, EVAL_SEED)]
     if cfg.conditional:
         inputs.append(np.eye(len(cfg.class_names or []), dtype=np.float32)[np.full(n, class_id or 0)])
     return run_folder.to_uint8(generator(inputs, training=False))

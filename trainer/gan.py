@@ -1,6 +1,7 @@
 """The GAN as a Keras 3 model with an overridden `train_step` (fit() stays: callbacks, tf.function, metrics).
 
-One step = one D update and one G update with the non-saturating loss. Every random draw (latents, instance
+One step = one D update and one G update with the non-saturating loss (or the hinge loss, `cfg.loss`).
+Every random draw (latents, instance
 noise, label smoothing, DiffAugment) comes from stateless ops seeded by (config seed, global step), so a step is a
 pure function of the weights and the step counter — which is what makes `--resume` exact.
 """
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from trainer.config import TrainConfig
 from trainer.diffaugment import diff_augment
+from trainer.distribute import fit_logs, replica_rows
 
 
 def sample_latents(cfg: TrainConfig, n, seed) -> tf.Tensor:
@@ -31,10 +33,18 @@ class GAN(keras.Model):
         self.generator = generator
         self.discriminator = discriminator
         self.ema_generator = ema_generator
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # Every replica steps it; under tf.distribute the first replica's update is the one kept.
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.bce = keras.losses.BinaryCrossentropy(from_logits=True, reduction="sum_over_batch_size")
+        # Per-sample losses, averaged by `_mean`: a keras reduction would also divide by the replica count under
+        # tf.distribute, and train_step already scales each replica's mean by 1 / replicas for the gradient sum.
+        self._bce = keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+
+    def bce(self, targets, logits):
+        """Mean binary cross-entropy over this replica's rows (no hidden tf.distribute scaling)."""
+        return tf.reduce_mean(self._bce(targets, logits))
 
     def compile(self, g_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer) -> None:
         super().compile()
@@ -58,8 +68,8 @@ class GAN(keras.Model):
     def _d_inputs(self, images, labels):
         return [images, labels] if self.cfg.conditional else images
 
-    def _augment(self, x, seed):
-        return diff_augment(x, self.cfg.diffaugment, seed) if self.cfg.diffaugment else x
+    def _augment(self, x, seed, rows=None):
+        return diff_augment(x, self.cfg.diffaugment, seed, rows) if self.cfg.diffaugment else x
 
     def train_step(self, data):
         real, labels = data
@@ -73,31 +83,42 @@ class GAN(keras.Model):
 
         # Fakes are drawn with the real batch's class ids (conditional) so D sees matched class statistics.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # This replica holds rows [start, start + batch) of the global batch (trainer.distribute): every per-sample
+        # draw is made for the global batch and sliced, so R replicas compute what one device would.
+        start, total = replica_rows(batch)
+        rows = (start, total) if replicas > 1 else None
+
+        def per_row(draw):
+            return draw[start:start + batch] if replicas > 1 else draw
 
         # --- D update
-        z = sample_latents(cfg, batch, seed(1))
+        z = per_row(sample_latents(cfg, total, seed(1)))
         real_in = real
         if cfg.instance_noise_max > 0:
             sigma = tf.random.stateless_uniform([], seed=seed(2), maxval=cfg.instance_noise_max)
-            real_in = real + sigma * tf.random.stateless_normal(tf.shape(real), seed=seed(3))
+            noise_shape = tf.concat([[total], tf.shape(real)[1:]], axis=0)
+            real_in = real + sigma * per_row(tf.random.stateless_normal(noise_shape, seed=seed(3)))
         lo, hi = cfg.real_label_range
-        real_targets = tf.random.stateless_uniform([batch, 1], seed=seed(4), minval=lo, maxval=hi) \
+        real_targets = per_row(tf.random.stateless_uniform([total, 1], seed=seed(4), minval=lo, maxval=hi)) \
             if hi > lo else tf.fill([batch, 1], float(hi))
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
-            d_real = self.discriminator(self._d_inputs(self._augment(real_in, seed(5)), labels), training=True)
-            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(6)), labels), training=True)
-            d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
+            d_real = self.discriminator(self._d_inputs(self._augment(real_in, seed(5), rows), labels), training=True)
+            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(6), rows), labels), training=True)
+            if cfg.loss == "hinge":
+                d_loss = tf.reduce_mean(tf.nn.relu(1.0 - d_real)) + tf.reduce_mean(tf.nn.relu(1.0 + d_fake))
+            else:
+                d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         grads = tape.gradient(scaled, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
 
         # --- G update (non-saturating)
-        z = sample_latents(cfg, batch, seed(7))
+        z = per_row(sample_latents(cfg, total, seed(7)))
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
-            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(8)), labels), training=True)
-            g_loss = self.bce(tf.ones_like(d_fake), d_fake)
+            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(8), rows), labels), training=True)
+            g_loss = -tf.reduce_mean(d_fake) if cfg.loss == "hinge" else self.bce(tf.ones_like(d_fake), d_fake)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
@@ -106,8 +127,12 @@ class GAN(keras.Model):
         self.global_step.assign_add(1)
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
-        return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
-                "d_loss_step": d_loss, "g_loss_step": g_loss}
+        return fit_logs({"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
+                         "d_loss_step": d_loss, "g_loss_step": g_loss})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: G and D are built functional models. (Keras would otherwise trace GAN.call on a data
+        batch it first averages over replicas, which fails under MultiWorkerMirroredStrategy.)"""
 
     def _update_ema(self) -> None:
         if self.ema_generator is None:

@@ -28,11 +28,18 @@ RECORDED_ROWS = ("designs", "designs_matched", "heldout", "heldout_matched", "de
 
 def summary(result: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
     """The part of an evaluation worth keeping in a manifest: the metric rows, class accuracy, copying test."""
+    from trainer.portable_paths import portable_if_absolute
+
     rows = {k: result["rows"][k] for k in RECORDED_ROWS if k in result.get("rows", {})}
+    model = {k: v for k, v in result["model"].items() if k in ("kind", "path", "generator", "epoch",
+                                                                "quantization", "batch", "backend")}
+    data = {k: result["data"][k] for k in ("dir", "classes", "n_train", "n_heldout", "heldout")}
+    for fields, key in ((model, "path"), (data, "dir"), (data, "heldout")):  # no machine paths in a manifest
+        if isinstance(fields.get(key), str):
+            fields[key] = portable_if_absolute(fields[key])
     out: dict[str, Any] = {
-        "model": {k: v for k, v in result["model"].items() if k in ("kind", "path", "generator", "epoch",
-                                                                     "quantization", "batch", "backend")},
-        "data": {k: result["data"][k] for k in ("dir", "classes", "n_train", "n_heldout", "heldout")},
+        "model": model,
+        "data": data,
         "latents": result["latents"],
         "features_sha256": result["features"]["sha256"],
         "rows": rows,
@@ -92,9 +99,12 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
         if model.get("generator") != run_folder.GENERATOR:
             raise UserError("--record: a bundle is exported from a run's generator.keras, not from a snapshot; "
                             "evaluate the run without --snapshot")
+        from trainer.portable_paths import portable_training
+
         training = bundle.manifest.get("training") or {}
         run_config = run_folder.read_config(Path(model["path"]))
-        if not isinstance(training, dict) or training.get("config") != run_config:
+        recorded = portable_training(Path(model["path"]), run_config, {})["config"]  # as the exporter records it
+        if not isinstance(training, dict) or training.get("config") not in (recorded, run_config):
             raise UserError(f"--record: {bundle_dir} was not exported from {model['path']} (its training config "
                             "differs); record float numbers in a bundle exported from this run")
         key = "float"

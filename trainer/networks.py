@@ -57,15 +57,32 @@ def build_generator(cfg: TrainConfig, name: str = "generator") -> keras.Model:
         h = layers.BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, name="bn_project")(h)
         h = layers.ReLU()(h)
         h = layers.Reshape((start, start, c0))(h)
+        maps = {start: h}
         for res in resolutions[1:]:
-            h = layers.UpSampling2D(2, interpolation="nearest", name=f"up{res}")(h)
+            h = layers.UpSampling2D(2, interpolation=cfg.upsample, name=f"up{res}")(h)
             h = layers.Conv2D(cfg.g_channels[res], 3, padding="same", use_bias=False, name=f"conv{res}")(h)
             h = layers.BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, name=f"bn{res}")(h)
             h = layers.ReLU()(h)
+            source = res // SLE_SPAN
+            if cfg.skip_excitation and res >= 64 and source in maps:
+                h = _skip_excitation(maps[source], h, name=f"sle{source}_{res}")
+            maps[res] = h
         h = layers.Conv2D(3, 3, padding="same", name="to_rgb")(h)
     # tanh in float32 even under mixed precision.
     out = layers.Activation("tanh", dtype="float32", name="tanh")(h)
     return keras.Model(inputs, out, name=name)
+
+
+SLE_SPAN = 8  # skip-layer excitation reaches from a map to the one 8x its side (FastGAN: 8 -> 64, 16 -> 128)
+
+
+def _skip_excitation(low: keras.KerasTensor, high: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """FastGAN's skip-layer excitation: channel gates from the low-resolution map scale the high-resolution one."""
+    c_low, c_high = int(low.shape[-1]), int(high.shape[-1])
+    g = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(low)
+    g = layers.Conv2D(max(8, c_low // 4), 1, activation="relu", name=f"{name}_squeeze")(g)
+    g = layers.Conv2D(c_high, 1, activation="sigmoid", name=f"{name}_gate")(g)
+    return layers.Multiply(name=f"{name}_excite")([high, g])
 
 
 def build_discriminator(cfg: TrainConfig, name: str = "discriminator") -> keras.Model:

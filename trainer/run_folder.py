@@ -41,15 +41,34 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def check_run_files(run_dir: str | Path) -> None:
+    """Refuse a run folder where something other than a regular file sits at a path the run writes.
+
+    Raises:
+        UserError: e.g. a folder named summary.json or checkpoints/ckpt-000000004.npz (the run could not save).
+    """
+    run_dir = Path(run_dir)
+    paths = [run_dir / name for name in (CONFIG, SUMMARY, METRICS, DATA_REPORT, GENERATOR, "loss_curve.png")]
+    ckpt_dir = run_dir / "checkpoints"
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise UserError(f"{ckpt_dir} should be the run's checkpoint folder but is a file: move it away")
+    if ckpt_dir.is_dir():
+        paths += [p for p in ckpt_dir.iterdir() if p.name.startswith("ckpt-") and p.name.endswith(".npz")]
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} is not a regular file (a folder?), but the run keeps a file there: move it "
+                            "away and run again")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path} is missing: is {path.parent} a run folder made by `atelier train`?")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # damaged bytes, or a file cut short
+        raise UserError(f"{path} is not valid JSON, the file is damaged ({exc})") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} should hold a JSON object")
+        raise UserError(f"{path} should hold a JSON object, not a {type(data).__name__}: the file is damaged")
     return data
 
 
@@ -64,15 +83,17 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every complete line of metrics.jsonl (a line cut short by a kill is ignored)."""
+    """Every complete line of metrics.jsonl (a line cut short by a kill, or damaged, is ignored)."""
     path = Path(run_dir) / METRICS
     rows = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge.designs import sample_prior
 from edge.errors import UserError
-from trainer import checkpoints, run_folder
+from trainer import checkpoints, distribute, run_folder
 from trainer.config import TrainConfig
-from trainer.dataset import TrainingData, load_training_data, make_dataset, steps_per_epoch
+from trainer.dataset import TrainingData, make_dataset
+from trainer.train_start import start_run
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +37,10 @@ class TrainResult:
     img_per_s: float
     wall_s: float
     out_of_time: bool = False
+    is_chief: bool = True  # False on the other workers of a multi-worker run (their folder was temporary)
 
 
-def _strategy():
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _build(cfg: TrainConfig):
+def _build(cfg: TrainConfig, topology: distribute.Topology | None = None):
     import keras
     import tensorflow as tf
 
@@ -53,14 +49,16 @@ def _build(cfg: TrainConfig):
 
     if tf.config.list_logical_devices("GPU"):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = _strategy()
-    with strategy.scope():
+    topology = topology or distribute.make_topology()
+    with topology.strategy.scope():
         generator = build_generator(cfg)
         discriminator = build_discriminator(cfg)
         ema = None
         if cfg.ema_decay is not None:
             ema = build_generator(cfg, name="ema_generator")
             ema.set_weights(generator.get_weights())
+        if topology.num_replicas > 1:
+            distribute.synchronize_batch_norm(*[m for m in (generator, discriminator, ema) if m is not None])
         gan = GAN(cfg, generator, discriminator, ema)
         g_opt = keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1, beta_2=cfg.beta2)
         d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1, beta_2=cfg.beta2)
@@ -75,11 +73,7 @@ def _build(cfg: TrainConfig):
 
 
 def _fixed_latents(cfg: TrainConfig) -> list[np.ndarray]:
-    rng = np.random.default_rng(cfg.seed + 20_241)
-    if cfg.z_distribution == "uniform":
-        z = rng.uniform(-1.0, 1.0, (SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
-    else:
-        z = rng.standard_normal((SAMPLE_GRID_N, cfg.z_dim)).astype(np.float32)
+    z = sample_prior(SAMPLE_GRID_N, cfg.z_dim, cfg.z_distribution, cfg.seed + 20_241)
     if not cfg.conditional:
         return [z]
     n_classes = len(cfg.class_names or [])
@@ -130,22 +124,9 @@ class _StepCallback:
         return StepCallback()
 
 
-def _prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
-    config_path = run_dir / run_folder.CONFIG
-    if resume:
-        if not config_path.is_file():
-            raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
-        saved = TrainConfig.from_json(run_folder.read_config(run_dir))
-        saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs else saved.epochs
-        return saved
-    if config_path.exists() or checkpoints.list_checkpoints(run_dir / "checkpoints"):
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-    return cfg
-
-
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, command: list[str] | None = None,
           progress: bool = True, data: TrainingData | None = None,
-          time_budget_s: float | None = None) -> TrainResult:
+          time_budget_s: float | None = None, cpu_devices: int | None = None) -> TrainResult:
     """Train (or resume) a run in `run_dir`.
 
     Args:
@@ -157,39 +138,50 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
         data: preloaded training data (tests); read from cfg.data_dir when None.
         time_budget_s: stop once the run's wall time (all sessions, data loading excluded) reaches this, mid-epoch
             if need be; the stopping point is checkpointed, so --resume with a larger budget or more epochs goes on.
+        cpu_devices: split the CPU into this many logical devices and mirror over them (the N-GPU code path).
+
+    With TF_CONFIG set this process is one worker of a cluster (trainer.distribute): worker 0 writes `run_dir`,
+    the others train in a temporary folder removed at the end.
     """
+    topology = distribute.make_topology(cpu_devices)  # first: the CPU split and the cluster need a fresh TF
+    if topology.kind == "multi-worker" and time_budget_s is not None:
+        raise UserError("--time-budget is not supported across workers (each would stop at its own step); "
+                        "use --epochs")
+    if not topology.is_chief:
+        # The other workers compute what the chief computes and write it to a folder nobody reads.
+        scratch = Path(tempfile.mkdtemp(prefix=f"atelier-worker{topology.worker_id}-"))
+        try:
+            result = _train(cfg, scratch, resume, command, progress, data, time_budget_s, topology)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        result.is_chief = False
+        return result
+    return _train(cfg, Path(run_dir), resume, command, progress, data, time_budget_s, topology)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, command: list[str] | None, progress: bool,
+           data: TrainingData | None, time_budget_s: float | None, topology: distribute.Topology) -> TrainResult:
     import keras
     import tensorflow as tf
     from tqdm import tqdm
 
-    run_dir = Path(run_dir)
-    cfg = _prepare(cfg, run_dir, resume)
-    if data is None:
-        data = load_training_data(cfg.data_dir, cfg.size_px, classes=cfg.class_names, crop=cfg.crop,
-                                  progress=progress)
-    if cfg.conditional:
-        if len(data.class_names) < 2:
-            raise UserError("--conditional needs at least two classes (class subfolders) in the data")
-        if cfg.class_names and list(cfg.class_names) != data.class_names:
-            raise UserError(f"the run's classes {cfg.class_names} differ from the data's {data.class_names}")
-    cfg.class_names = data.class_names
-    if cfg.batch_size > len(data.images):
-        log.warning("batch size %d is larger than the %d images; using %d", cfg.batch_size, len(data.images),
-                    len(data.images))
-        cfg.batch_size = len(data.images)
-    cfg.validate()
-
+    cfg, data, spe = start_run(cfg, run_dir, resume, data, progress, topology)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / run_folder.CONFIG)
     data.report.save(run_dir / run_folder.DATA_REPORT)
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    gan = _build(cfg)
+    gan = _build(cfg, topology)
     ckpt_dir = run_dir / "checkpoints"
     previous = run_folder.read_summary(run_dir) if resume and (run_dir / run_folder.SUMMARY).is_file() else {}
-    if resume:
+    if resume and topology.is_chief:
         ckpt = checkpoints.read_latest(ckpt_dir)
+        if ckpt is None and checkpoints.list_checkpoints(ckpt_dir):
+            # Starting over would write new checkpoints over the damaged ones and replace the run's generator.
+            raise UserError(f"none of the checkpoints in {ckpt_dir} can be read (damaged: "
+                            f"{', '.join(p.name for p in checkpoints.list_checkpoints(ckpt_dir))}); move them out of "
+                            "the folder to train the run again from step 0, or give a new --out")
         if ckpt is None:
             log.warning("no complete checkpoint in %s; starting the run from step 0", ckpt_dir)
             previous = {}
@@ -199,8 +191,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
             except ValueError as exc:
                 raise UserError(str(exc)) from exc
             log.info("resuming from %s (step %d)", ckpt.path.name, ckpt.step)
+    if resume:
+        distribute.broadcast_from_chief(topology, checkpoints.all_variables(gan))
 
-    spe = steps_per_epoch(len(data.images), cfg.batch_size)
+    total_steps = spe * cfg.epochs
     total_steps = spe * cfg.epochs
     step = int(gan.global_step.numpy())
     if step >= total_steps:
@@ -231,8 +225,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
             last = (epoch + 1) * spe
             epoch_box[:] = [epoch, last]
             t0 = time.perf_counter()
-            gan.fit(make_dataset(data, cfg.batch_size, cfg.seed, first, last), epochs=epoch + 1,
-                    initial_epoch=epoch, steps_per_epoch=last - first, verbose=0, callbacks=[callback], shuffle=False)
+            try:
+                gan.fit(_feed(data, cfg, topology, spe, first, last), epochs=epoch + 1, initial_epoch=epoch,
+                        steps_per_epoch=last - first, verbose=0, callbacks=[callback], shuffle=False)
+            except distribute.collective_errors() as exc:
+                if topology.kind != "multi-worker":
+                    raise
+                kept = checkpoints.list_checkpoints(ckpt_dir)
+                raise distribute.lost_peer(topology, exc, kept[-1].name if kept else "none yet") from exc
             if callback.diverged:
                 raise _diverged(callback.diverged, ckpt_dir)
             epoch_s = time.perf_counter() - t0
@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
                 "images_seen": images_seen,
                 "img_per_s": round(images_this_session / max(train_s, 1e-9), 2),
                 "wall_s": round(wall_s, 2),
-                "data": {"dir": data.report.data_dir, "n_images": len(data.images), "classes": data.class_names},
+                "data": {"dir": data.report.data_dir, "n_images": data.report.n_used, "classes": data.class_names},
                 "command": command or previous.get("command") or [],
             }
             if time_budget_s is not None:
@@ -279,6 +279,20 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, comman
     summary = run_folder.read_summary(run_dir) if (run_dir / run_folder.SUMMARY).is_file() else {}
     return TrainResult(run_dir, int(gan.global_step.numpy()), int(summary.get("epochs_done", 0)),
                        float(summary.get("img_per_s", 0.0)), float(summary.get("wall_s", 0.0)), out_of_time)
+
+
+def _feed(data: TrainingData, cfg: TrainConfig, topology: distribute.Topology, spe: int, first: int, last: int):
+    """Steps [first, last) as fit() input: this worker's rows of each global batch, one element per replica."""
+    rows = cfg.batch_size // topology.num_workers
+    if topology.num_replicas == 1:
+        return make_dataset(data, cfg.batch_size, cfg.seed, first, last, spe=spe)
+
+    def per_worker(context):
+        return make_dataset(data, cfg.batch_size, cfg.seed, first, last, spe=spe,
+                            first_row=topology.worker_id * rows, rows=rows,
+                            per_replica=cfg.batch_size // topology.num_replicas)
+
+    return topology.strategy.distribute_datasets_from_function(per_worker)
 
 
 def _write_samples(gan, run_dir: Path, name: str, fixed: list[np.ndarray]) -> np.ndarray:

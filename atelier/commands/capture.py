@@ -73,13 +73,32 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from edge.capture.store import CaptureStore
+    from pathlib import Path
 
-    with CaptureStore(args.store, min_free_bytes=0) as store:  # opening repairs interrupted writes
+    from edge.capture.recover import recover_manifest
+    from edge.capture.store import IMAGES, MANIFEST, CaptureStore, ManifestDamaged
+    from edge.errors import UserError
+
+    root = Path(args.store)
+    if not (root / MANIFEST).exists() and not (root / IMAGES).is_dir():
+        raise UserError(f"{root} is not a capture store (no {MANIFEST}, no {IMAGES}/): nothing to repair")
+    recovery = None
+    try:
+        store = CaptureStore(root, min_free_bytes=0)  # opening repairs interrupted writes
+    except ManifestDamaged as exc:
+        recovery = recover_manifest(root, exc.detail)  # a new manifest with the rows that can be trusted
+        store = CaptureStore(root, min_free_bytes=0)
+    with store:
         first = store.last_repair
         damaged = store.repair_damaged()  # then every file against its sha256
+    if recovery is not None:
+        sys.stdout.write(recovery.summary() + "\n")
     sys.stdout.write(f"quarantined {len(first.quarantined) + len(damaged.quarantined)} files, dropped "
                      f"{len(first.dropped_rows) + len(damaged.dropped_rows)} rows\n")
+    if recovery is not None and first.quarantined:
+        sys.stdout.write(f"not recoverable: the classes of the images left without a row ({len(first.quarantined)} "
+                         f"files, now in {root}/quarantine/; add each back with `atelier capture add {root} "
+                         "--class NAME FILE`) and the old manifest's repair log\n")
     return 0
 
 

@@ -99,6 +99,17 @@ class StoreFull(StoreError):
     """A capture was refused for lack of space; nothing was written."""
 
 
+class ManifestDamaged(StoreError):
+    """The store's manifest.sqlite is unreadable, empty or not a capture manifest (`capture repair` recovers)."""
+
+    def __init__(self, root: Path, detail: str) -> None:
+        self.root = root
+        self.detail = detail
+        super().__init__(f"the capture manifest {root / MANIFEST} is damaged ({detail}). `atelier capture repair "
+                         f"{root}` recovers what it can (the damaged file is kept in quarantine/), or restore the "
+                         "store from an export (`atelier capture import`)")
+
+
 @dataclass(frozen=True)
 class FrameQuality:
     """What the capture pipeline measured on a frame; stored with the capture."""
@@ -233,6 +244,53 @@ def is_store(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def take_writer_lock(root: Path) -> int:
+    """Hold the store's writer lock (flock on .lock); returns its fd (closing it releases the lock)."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"capture store {root} is open for writing by another process (the kiosk?); "
+                         "stop it first, or read the store with `atelier capture list`") from None
+    return fd
+
+
+def check_manifest_file(root: Path) -> None:
+    """Raise ManifestDamaged when manifest.sqlite is not a regular file, or is missing or empty beside images.
+
+    A missing or empty manifest is a new store only while images/ is empty: with images there, opening it would
+    start a blank manifest and quarantine every image (their classes live only in the manifest).
+    """
+    path = root / MANIFEST
+    if path.exists() and not path.is_file():
+        raise ManifestDamaged(root, "it is not a regular file")
+    empty = not path.exists() or path.stat().st_size == 0
+    images = root / IMAGES
+    if empty and images.is_dir() and any(images.iterdir()):
+        raise ManifestDamaged(root, f"it is {'empty' if path.exists() else 'missing'}, but {IMAGES}/ holds images")
+
+
+def check_manifest_tables(db: sqlite3.Connection) -> str | None:
+    """What is wrong with an open manifest: its pages (quick_check) or its tables; None when it is sound.
+
+    Raises:
+        sqlite3.DatabaseError: the file is not a database at all.
+    """
+    problems = [line for row in db.execute("PRAGMA quick_check(3)").fetchall() for line in str(row[0]).splitlines()
+                if line and not line.startswith("***")]
+    if problems != ["ok"]:
+        return f"SQLite finds it corrupt: {'; '.join(problems)}"
+    for table, columns in _TABLES.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+        if not have:
+            continue  # created on first open (an old or a new store)
+        missing = [c for c in columns if c not in have]
+        if missing:
+            return f"its {table} table lacks {', '.join(missing)}: it is not a capture manifest"
+    return None
+
+
 def _full_message(root: Path, detail: str) -> str:
     return (f"capture refused: the capture store {root} is out of space ({detail}). Nothing was written. "
             "Export the captures (`atelier capture export`) and free space, or raise the store's limit")
@@ -289,6 +347,8 @@ class CaptureStore:
         root = self.root
         if root.exists() and not root.is_dir():
             raise StoreError(f"capture store {root} is a file; give a folder")
+        if root.is_dir():
+            check_manifest_file(root)
         if root.is_dir() and not is_store(root) and any(p.name not in _OWN_NAMES for p in root.iterdir()):
             raise StoreError(f"{root} is not empty and is not a capture store (no {MANIFEST}); "
                              "give an empty or new folder for the store")
@@ -297,16 +357,13 @@ class CaptureStore:
                 sub.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the capture store at {root}: {exc.strerror or exc}") from None
-        self._lock_fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._lock_fd = take_writer_lock(root)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise StoreError(f"capture store {root} is open for writing by another process (the kiosk?); "
-                             "stop it first, or read the store with `atelier capture list`") from None
-        try:
+            check_manifest_file(root)  # again, under the lock
             self._db = sqlite3.connect(root / MANIFEST, isolation_level=None, check_same_thread=False)
+            problem = check_manifest_tables(self._db)
+            if problem:
+                raise ManifestDamaged(root, problem)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
@@ -314,17 +371,19 @@ class CaptureStore:
             self.last_repair = self._repair()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"{root / MANIFEST} is not a readable capture manifest ({exc}); "
-                             "restore it from an export (`atelier capture import`)") from None
+            raise ManifestDamaged(root, str(exc)) from None
         except BaseException:
             self.close()
             raise
 
     def _open_readonly(self) -> None:
         path = self.root / MANIFEST
-        if not path.is_file():
+        if not path.exists():
             raise StoreError(f"{self.root} is not a capture store (no {MANIFEST}); "
                              "give the folder the kiosk captures into")
+        check_manifest_file(self.root)
+        if path.stat().st_size == 0:
+            raise ManifestDamaged(self.root, "it is empty")
         try:
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
                                        check_same_thread=False)
@@ -333,11 +392,20 @@ class CaptureStore:
             # A store on read-only media: no -shm can be made next to it; read it as an immutable file.
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None,
                                        check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise ManifestDamaged(self.root, str(exc)) from None
         try:
+            problem = check_manifest_tables(self._db)
+            if problem:
+                raise ManifestDamaged(self.root, problem)
             self._check_format(create=False)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"{path} is not a readable capture manifest ({exc})") from None
+            raise ManifestDamaged(self.root, str(exc)) from None
+        except BaseException:
+            self.close()
+            raise
 
     def _check_format(self, create: bool) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
@@ -662,6 +730,7 @@ class CaptureStore:
 
 _FIELDS = ("id", "time_utc", "class", "file", "dhash", "sharpness", "mean_luma", "dark_fraction",
            "bright_fraction", "width", "height", "bytes", "sha256", "faces_blurred", "source", "colour")
+_TABLES = {"meta": ("key", "value"), "captures": _FIELDS, "repairs": ("time_utc", "action", "file", "reason")}
 _COLUMNS = ", ".join(_FIELDS)
 _PLACEHOLDERS = ", ".join("?" for _ in _FIELDS)
 
