@@ -15,8 +15,16 @@ A bundle folder holds `generator_b<B>.tflite` (one static-shape model per batch 
                   "output": {"name": "image", "dtype": "int8", "shape": [1, 32, 32, 3],
                              "scale": 0.0078125, "zero_point": 0}}],
       "files": {"generator_b1.tflite": {"sha256": "...", "bytes": 40112}},
-      "training": {...}, "export": {...}, "parity": {...}, "edgetpu_lint": {...}   # reports, free-form
+      "training": {...}, "export": {...}, "parity": {...}, "edgetpu_lint": {...},  # reports, free-form
+      "encoder": {"file": "encoder_b1.tflite", "sha256": "...", "bytes": 1900000,   # optional (inspire)
+                  "input": {"name": "image", "dtype": "int8", "shape": [1, 32, 32, 3], ...},
+                  "outputs": [{"name": "z", ...}, {"name": "class_logits", ...}],   # class_logits: conditional
+                  "training": {...}, "parity": {...}, "edgetpu_lint": {...}}
     }
+
+The encoder is optional and fails soft: a bundle whose encoder entry is malformed, or whose encoder file is
+missing, damaged or not a TFLite model, still loads (the generator is what the kiosk serves); `Bundle.encoder` is
+then None and `Bundle.encoder_error` says why, so the inspire feature reports itself unavailable.
 
 `load_bundle` is the one way every consumer (the `generate` command, the kiosk, the exporter's own parity
 check) opens a bundle: it checks the format version, every required field, the size and sha256 of every file
@@ -76,6 +84,15 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class EncoderEntry:
+    """The bundle's inspire encoder: photo (int8, static shape) -> z (and class logits for conditional)."""
+
+    file: str
+    input: TensorQuant
+    outputs: tuple[TensorQuant, ...]  # z first, then class_logits for a conditional bundle
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A verified bundle. `model_id` is the first 12 hex digits of the sha256 of manifest.json."""
 
@@ -89,6 +106,8 @@ class Bundle:
     z_distribution: str
     class_names: tuple[str, ...] | None
     models: dict[int, ModelEntry]
+    encoder: EncoderEntry | None = None  # None: no encoder, or one that failed its checks (see encoder_error)
+    encoder_error: str | None = None  # why the encoder is unavailable; None when it loaded or there is none
 
     @property
     def conditional(self) -> bool:
@@ -168,6 +187,13 @@ def write_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
             raise BundleError(f"cannot write the manifest: model file {path} does not exist")
         files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
     manifest["files"] = files
+    if isinstance(manifest.get("encoder"), dict):  # hashed in its own entry: a bad encoder must not block loading
+        encoder = dict(manifest["encoder"])
+        path = bundle_dir / _safe_file_name(encoder.get("file"), bundle_dir)
+        if not path.is_file():
+            raise BundleError(f"cannot write the manifest: encoder file {path} does not exist")
+        encoder.update(sha256=file_sha256(path), bytes=path.stat().st_size)
+        manifest["encoder"] = encoder
     _parse_manifest(manifest, bundle_dir)  # the writer and the reader agree on what a valid manifest is
     out = bundle_dir / MANIFEST
     tmp = bundle_dir / f".{MANIFEST}.tmp"
@@ -214,7 +240,35 @@ def load_bundle(path: str | Path) -> Bundle:
     for entry in fields["models"].values():
         _check_tflite_identifier(path / entry.file)
     model_id = hashlib.sha256(raw).hexdigest()[:12]
-    return Bundle(path=path, manifest=manifest, model_id=model_id, **fields)
+    encoder, encoder_error = None, None
+    if manifest.get("encoder") is not None:
+        try:
+            encoder = _parse_encoder(manifest["encoder"], path, fields)
+        except BundleError as exc:
+            encoder_error = str(exc)
+    return Bundle(path=path, manifest=manifest, model_id=model_id, encoder=encoder, encoder_error=encoder_error,
+                  **fields)
+
+
+def _parse_encoder(data: Any, bundle_dir: Path, fields: dict[str, Any]) -> EncoderEntry:
+    """Check the encoder entry and its file (size, sha256, TFLite identifier); BundleError says what is wrong."""
+    where = f"manifest in {bundle_dir}, encoder"
+    if not isinstance(data, dict):
+        raise BundleError(f"{where} should be a JSON object: re-run `atelier train-encoder`")
+    file = _safe_file_name(_require(data, "file", str, where), bundle_dir)
+    _verify_files({file: {"sha256": data.get("sha256"), "bytes": data.get("bytes")}}, bundle_dir)
+    _check_tflite_identifier(bundle_dir / file)
+    image = _parse_tensor(_require(data, "input", dict, where), f"{where}.input")
+    outputs_data = _require(data, "outputs", list, where)
+    outputs = tuple(_parse_tensor(t, f"{where}.outputs[{i}]") for i, t in enumerate(outputs_data))
+    size, z_dim, classes = fields["size_px"], fields["z_dim"], fields["class_names"]
+    if image.shape != (1, size, size, 3):
+        raise BundleError(f"{where} input has shape {list(image.shape)}, expected {[1, size, size, 3]}")
+    want = [(1, z_dim)] + ([] if classes is None else [(1, len(classes))])
+    if [t.shape for t in outputs] != want:
+        raise BundleError(f"{where} outputs have shapes {[list(t.shape) for t in outputs]}, expected "
+                          f"{[list(w) for w in want]}")
+    return EncoderEntry(file=file, input=image, outputs=outputs)
 
 
 def _require(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

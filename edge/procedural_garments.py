@@ -66,6 +66,7 @@ def render_garment(
     rng: np.random.Generator,
     *,
     pattern: str | None = None,
+    colour: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Draw one garment picture.
 
@@ -74,6 +75,7 @@ def render_garment(
         size_px: side of the square picture in pixels (>= 8).
         rng: the random generator that decides colour, pattern, background and jitter.
         pattern: force a pattern from PATTERNS; random when None.
+        colour: force the fabric's RGB colour; random when None.
 
     Returns:
         uint8 array of shape (size_px, size_px, 3), RGB.
@@ -102,7 +104,8 @@ def render_garment(
 
     mask = np.zeros((size_px, size_px), dtype=np.uint8)
     cv2.fillPoly(mask, [polygon], 255, lineType=cv2.LINE_AA)
-    colour = rng.integers(0, 200, 3).astype(np.uint8)
+    drawn = rng.integers(0, 200, 3).astype(np.uint8)  # drawn either way: a forced colour keeps the other draws
+    colour = drawn if colour is None else np.asarray(colour, dtype=np.uint8)
     fabric = _pattern_layer(size_px, colour, pattern, rng)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     picture = (fabric * alpha + picture * (1.0 - alpha)).round().astype(np.uint8)

@@ -39,3 +39,28 @@ def models_and_stick(root: Path, start: Path, on_stick: Path, stick_name: str) -
     stick.mkdir(parents=True)
     shutil.copytree(on_stick, stick / stick_name)
     return models, first, stick
+
+
+def add_encoder(bundle: Path, out: Path, data: Path) -> Path:
+    """A copy of `bundle` with a briefly trained inspire encoder (the real `atelier train-encoder` path)."""
+    from trainer.encoder_run import run_train_encoder
+    from trainer.encoder_train import EncoderTrainConfig
+
+    shutil.copytree(bundle, out)
+    cfg = EncoderTrainConfig(synthetic_steps=40, real_steps=20, batch_size=8)
+    run_train_encoder(out, data=data, cfg=cfg, command=["pytest-fixture"], progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_inspire_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, garment_dir: Path) -> Path:
+    """The unconditional tiny bundle with an inspire encoder (encoder_b1.tflite)."""
+    return add_encoder(tiny_bundle, tmp_path_factory.mktemp("bundles") / "tiny-inspire", garment_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_inspire_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conditional_bundle: Path,
+                                    garment_dir: Path) -> Path:
+    """The class-conditional tiny bundle with an inspire encoder (z and class logits)."""
+    return add_encoder(tiny_conditional_bundle, tmp_path_factory.mktemp("bundles") / "tiny-cond-inspire",
+                       garment_dir)

@@ -79,3 +79,20 @@ def test_default_bundle_makes_varied_designs_without_tensorflow_parts() -> None:
     assert designs.shape == (4, 128, 128, 3) and designs.dtype == np.uint8
     assert len({d.tobytes() for d in designs}) == 4
     assert all(d.std() > 10 for d in designs)  # pictures, not flat grey
+
+
+def test_default_bundle_has_an_inspire_encoder_within_its_budgets() -> None:
+    from edge.inspire import PhotoEncoder
+    from edge.procedural_garments import render_garment
+
+    bundle = load_bundle(DEFAULT)
+    assert bundle.encoder is not None, bundle.encoder_error
+    entry = bundle.manifest["encoder"]
+    total = sum(f["bytes"] for f in bundle.manifest["files"].values()) + entry["bytes"]
+    assert total <= EDGE_TPU_WEIGHT_CACHE_BYTES  # generators and encoder together
+    assert entry["macs"] <= 300_000_000 and entry["edgetpu_lint"]["edgetpu_ready"]
+    assert entry["parity"]["passed"] and entry["training"]["command"][:2] == ["atelier", "train-encoder"]
+    assert entry["training"]["generator"]["kind"] == "bundle"  # trained from the committed int8 bundle alone
+    rgb = render_garment("t-shirt", 160, np.random.default_rng(0), pattern="plain", colour=(30, 60, 170))
+    encoding = PhotoEncoder(bundle, num_threads=1).encode(np.ascontiguousarray(rgb[:, :, ::-1]))
+    assert encoding.z.shape == (128,) and np.isfinite(encoding.z).all() and encoding.class_id is None

@@ -176,13 +176,15 @@ def test_the_grid_fills_the_screen_and_the_views_fit(
 
 def test_tab_moves_in_reading_order(browser: Browser, server: BackgroundServer) -> None:
     page, errors = _open(browser, server, 1280, 800)
+    page.wait_for_function("() => window.atelier.inspire && window.atelier.inspire.available === true")
     seen = []
-    for _ in range(8):
+    for _ in range(9):
         page.keyboard.press("Tab")
         box = page.evaluate("(() => { const r = document.activeElement.getBoundingClientRect(); "
                             "return [document.activeElement.id || document.activeElement.className, r.x, r.y]; })()")
         seen.append(box)
-    assert [s[0] for s in seen[:2]] == ["btn-new", "btn-staff"]
+    # The default bundle has an inspire encoder: its entry button comes first in the bar.
+    assert [s[0] for s in seen[:3]] == ["inspire-entry", "btn-new", "btn-staff"]
     tiles = [s for s in seen if s[0] == "tile"]
     assert len(tiles) == 6 and tiles == sorted(tiles, key=lambda s: (round(s[2]), s[1]))  # rows, left to right
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")

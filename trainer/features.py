@@ -281,6 +281,13 @@ class GarmentFeatures:
         self._model = keras.Model(model.input, [model.get_layer(FEATURE_LAYER).output, model.outputs[0]])
 
     @property
+    def feature_model(self):
+        """The Keras model RGB 0..255 (N, H, W, 3) -> features (N, D), differentiable (for training losses)."""
+        import keras
+
+        return keras.Model(self._model.input, self._model.outputs[0])
+
+    @property
     def feature_dim(self) -> int:
         """Length of a feature vector."""
         return int(self._model.outputs[0].shape[-1])

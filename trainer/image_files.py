@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edge.photo_decode import to_rgb
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 MIN_SIDE_PX = 32
 MAX_PIXELS = 50_000_000  # decompression-bomb guard: refuse larger images without decoding them
@@ -29,28 +31,6 @@ class ImageRejected(Exception):
 class LoadedImage:
     pixels: np.ndarray  # (size, size, 3) uint8 RGB
     converted_from: str | None  # original mode when it was converted (e.g. "CMYK", "I;16", "RGBA"), else None
-
-
-def _to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
-    mode = img.mode
-    if mode == "RGB":
-        return img, None
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit (or 32-bit int) grayscale: scale the full range down to 8 bits.
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr8 = np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(arr8[..., None], 3, axis=2), "RGB"), mode
-    if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        arr8 = np.clip(np.round(arr * 255.0 if arr.max() <= 1.0 else arr), 0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(arr8[..., None], 3, axis=2), "RGB"), mode
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        # Composite transparent pixels over white, the colour of a studio backdrop.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB"), mode
-    return img.convert("RGB"), mode  # L, P, CMYK, YCbCr, 1, ...
 
 
 def _square(img: Image.Image, crop: str) -> Image.Image:
@@ -97,7 +77,7 @@ def load_training_image(path: Path, size_px: int, crop: str = "center") -> Loade
                     img.draft("RGB", (size_px * 2, size_px * 2))
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                rgb, converted_from = _to_rgb(img)
+                rgb, converted_from = to_rgb(img)
                 if original_mode != "RGB":
                     converted_from = original_mode
     except ImageRejected:

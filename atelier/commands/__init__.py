@@ -12,6 +12,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "report",
     "export",
+    "train_encoder",
+    "evaluate_encoder",
     "generate",
     "kiosk",
     "capture",

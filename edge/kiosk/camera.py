@@ -6,6 +6,7 @@ URIs (the jetson-inference `videoSource` convention)::
     v4l2:///dev/video0                 a V4L2 camera through OpenCV (MJPG, buffer size 1)
     file://clip.avi  file:///abs.mp4   a video file, looped, paced at its own frame rate
     synthetic://?size=320x240&fps=15   generated frames: procedural garments moving over a backdrop
+    synthetic://?garment=t-shirt&colour=c83232   one plain garment of that colour, held still
 
 Between the camera and its consumers there is exactly one slot: a new frame replaces the old one, so a slow
 consumer sees the newest frame and never a backlog (google-coral/examples-camera does the same with
@@ -151,9 +152,12 @@ class SyntheticSource(FrameSource):
     Deterministic for a seed, so tests and demos see the same pictures; needs no hardware.
     """
 
-    def __init__(self, width: int = 320, height: int = 240, fps: float = 15.0, seed: int = 0) -> None:
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 15.0, seed: int = 0,
+                 garment: str | None = None, colour: tuple[int, int, int] | None = None) -> None:
         self.uri = f"synthetic://?size={width}x{height}&fps={fps:g}&seed={seed}"
         self.width, self.height, self.seed = width, height, seed
+        # Fixed garment (kind and plain RGB colour) held still in the middle: what a shopper does at the kiosk.
+        self.garment, self.colour = garment, colour
         self._interval_s = 1.0 / fps
         self._next_t = 0.0
         self._frame_no = 0
@@ -171,12 +175,14 @@ class SyntheticSource(FrameSource):
         side = min(self.width, self.height) * 3 // 4
         if phase == 0 or self._garment is None:
             rng = np.random.default_rng([self.seed, n])
-            rgb = render_garment(GARMENT_KINDS[n % len(GARMENT_KINDS)], side, rng)
+            kind = self.garment or GARMENT_KINDS[n % len(GARMENT_KINDS)]
+            pattern = "plain" if self.colour is not None else None
+            rgb = render_garment(kind, side, rng, pattern=pattern, colour=self.colour)
             self._garment = np.ascontiguousarray(rgb[:, :, ::-1])
         shade = 96 + int(64 * np.sin(self._frame_no / 20.0))
         frame = np.full((self.height, self.width, 3), (shade, 90, 200 - shade // 2), dtype=np.uint8)
         travel = self.width - side
-        x = int(travel * phase / max(per_garment - 1, 1))
+        x = travel // 2 if self.garment else int(travel * phase / max(per_garment - 1, 1))
         y = (self.height - side) // 2
         frame[y : y + side, x : x + side] = self._garment
         self._frame_no += 1
@@ -210,7 +216,9 @@ def source_factory(uri: str) -> Callable[[], FrameSource]:
     """Parse a camera URI and return a function that makes a fresh source for it (one per connection).
 
     Args:
-        uri: `v4l2:///dev/videoN`, `file://PATH` or `synthetic://[?size=WxH&fps=F&seed=S]`.
+        uri: `v4l2:///dev/videoN`, `file://PATH` or
+            `synthetic://[?size=WxH&fps=F&seed=S&garment=KIND&colour=RRGGBB]` (garment and colour: one plain
+            garment held still in the middle of the frame).
 
     Returns:
         A zero-argument factory of FrameSource objects.
@@ -239,15 +247,33 @@ def source_factory(uri: str) -> Callable[[], FrameSource]:
     # synthetic
     path_text, _, query = rest.partition("?")
     if path_text not in ("", "/"):
-        raise UserError(f"camera URI {uri!r}: synthetic:// takes only ?size=WxH&fps=F&seed=S")
-    params = _query(uri, query, {"size", "fps", "seed"})
+        raise UserError(f"camera URI {uri!r}: synthetic:// takes only "
+                        "?size=WxH&fps=F&seed=S&garment=KIND&colour=RRGGBB")
+    params = _query(uri, query, {"size", "fps", "seed", "garment", "colour"})
     width, height = _parse_size(params.get("size", "320x240"))
     fps = _float_param(uri, params, "fps", 15.0) or 15.0
     try:
         seed = int(params.get("seed", "0"))
     except ValueError:
         raise UserError(f"camera URI {uri!r}: seed must be an integer") from None
-    return lambda: SyntheticSource(width, height, fps, seed)
+    garment, colour = _garment_params(uri, params)
+    return lambda: SyntheticSource(width, height, fps, seed, garment, colour)
+
+
+def _garment_params(uri: str, params: dict[str, str]) -> tuple[str | None, tuple[int, int, int] | None]:
+    """synthetic://?garment=t-shirt&colour=c83232: one garment kind, plain in one RGB colour, held still."""
+    from edge.procedural_garments import GARMENT_KINDS
+
+    garment = params.get("garment")
+    if garment is not None and garment not in GARMENT_KINDS:
+        raise UserError(f"camera URI {uri!r}: garment must be one of {', '.join(GARMENT_KINDS)}")
+    text = params.get("colour")
+    if text is None:
+        return garment, None
+    if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise UserError(f"camera URI {uri!r}: colour must be six hex digits RRGGBB, e.g. c83232")
+    colour = (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+    return garment or "t-shirt", colour
 
 
 def _query(uri: str, query: str, allowed: set[str]) -> dict[str, str]:

@@ -8,6 +8,9 @@ A design ID is a compact, URL-safe string that regenerates one design exactly::
     EXPR   := "s" SEED "-" I                 sample I of seed SEED: row I of sample_latents(I + 1, SEED)
             | "n" J "-" R "." EXPR           neighbour J of EXPR at radius R/1000 (prior std devs)
             | "m" K "-" N "." EXPR "." EXPR  step K of N on the great circle from the first EXPR to the second
+            | "e" B32                        a latent the inspire encoder made from a photo (edge.inspire):
+                                             z_dim int8 values q, lowercase base32 without padding, z = q / s
+                                             (s = ENCODED_SCALE[z_distribution])
 
 Expressions are written in prefix order, so nesting needs no brackets, e.g.
 ``3f2a9c0d1e4b.c1.m2-6.s42-0.n3-350.s42-5`` is step 2/6 of the mix from sample 0 of seed 42 to neighbour 3
@@ -15,12 +18,16 @@ of sample 5 of seed 42, drawn as class 1. Parsing is strict: numbers have no lea
 field is range-checked and the string must be the canonical spelling of what it parses to; anything else is a
 DesignIdError (the API answers 400). The model field is checked against the served bundle by the caller (409).
 
+An encoded latent carries the photo's latent inside the ID (205 characters for z_dim 128), so an inspired
+design is shareable and regenerates bit for bit on any kiosk serving the same model, with no photo kept.
+
 The latent arithmetic is done in float64 and rounded to float32 once, with seeds derived from the parent's ID
 text, so the same ID always gives the same latent bit for bit.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -28,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_ID_CHARS = 400
+MAX_ID_CHARS = 1200  # room for a mix of two encoded latents of z_dim 256 (2 x 410 characters)
 MAX_DEPTH = 8
 MAX_NODES = 64
 MAX_SEED = 2**32 - 1
@@ -45,6 +52,10 @@ _SAMPLE_RE = re.compile(rf"s{_NUM}-{_NUM}")
 _NEIGHBOUR_RE = re.compile(rf"n{_NUM}-{_NUM}")
 _MIX_RE = re.compile(rf"m{_NUM}-{_NUM}")
 _CLASS_RE = re.compile(rf"u|c{_NUM}")
+_ENCODED_RE = re.compile(r"e([a-z2-7]{2,1100})")
+# int8 step of an encoded latent: N(0, 1) latents keep +-3.97 at 1/32 steps (rounding error std 0.009);
+# U(-1, 1) latents use the full int8 range.
+ENCODED_SCALE: dict[str, float] = {"normal": 32.0, "uniform": 127.0}
 
 Sampler = Callable[[int, int], np.ndarray]
 """(n, seed) -> float32 (n, z_dim) latents from the model's prior (DesignGenerator.sample_latents)."""
@@ -81,7 +92,21 @@ class Mix:
     steps: int
 
 
-Latent = Sample | Neighbour | Mix
+@dataclass(frozen=True)
+class Encoded:
+    """A photo's latent from the inspire encoder, quantized: int8 values `q` (bytes), z = q / ENCODED_SCALE."""
+
+    q: bytes
+
+
+Latent = Sample | Neighbour | Mix | Encoded
+
+
+def encode_latent(z: np.ndarray, z_distribution: str) -> Encoded:
+    """Quantize a float latent (z_dim,) to an Encoded leaf: q = clip(round(z * s), -127, 127)."""
+    scale = ENCODED_SCALE[z_distribution]
+    q = np.clip(np.round(np.asarray(z, np.float64) * scale), -127, 127).astype(np.int8)
+    return Encoded(q.tobytes())
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,8 @@ def format_latent(latent: Latent) -> str:
         return f"s{latent.seed}-{latent.index}"
     if isinstance(latent, Neighbour):
         return f"n{latent.j}-{latent.radius_milli}.{format_latent(latent.parent)}"
+    if isinstance(latent, Encoded):
+        return "e" + base64.b32encode(latent.q).decode("ascii").rstrip("=").lower()
     return f"m{latent.step}-{latent.steps}.{format_latent(latent.a)}.{format_latent(latent.b)}"
 
 
@@ -136,7 +163,14 @@ def _parse_expr(tokens: Iterator[str], depth: int, count: list[int]) -> Latent:
         a = _parse_expr(tokens, depth + 1, count)
         b = _parse_expr(tokens, depth + 1, count)
         return Mix(a, b, step, steps)
-    raise DesignIdError(f"design ID has an unknown operation {token[:20]!r} (expected s…, n… or m…)")
+    if m := _ENCODED_RE.fullmatch(token):
+        text = m[1].upper()
+        try:
+            q = base64.b32decode(text + "=" * (-len(text) % 8))
+        except ValueError:
+            raise DesignIdError("design ID has an encoded latent that does not decode") from None
+        return Encoded(q)
+    raise DesignIdError(f"design ID has an unknown operation {token[:20]!r} (expected s…, n…, m… or e…)")
 
 
 def parse_design_id(text: str) -> DesignId:
@@ -207,6 +241,8 @@ class LatentResolver:
             raise ValueError(f"unknown z_distribution {z_distribution!r}")
         self._sampler = sampler
         self._uniform = z_distribution == "uniform"
+        self._encoded_scale = ENCODED_SCALE[z_distribution]
+        self._z_dim: int | None = None
 
     def vector(self, latent: Latent) -> np.ndarray:
         """The float32 (z_dim,) latent for an expression."""
@@ -220,6 +256,14 @@ class LatentResolver:
         if isinstance(latent, Sample):
             rows = self._sampler(latent.index + 1, latent.seed)
             return np.asarray(rows[latent.index], dtype=np.float64)
+        if isinstance(latent, Encoded):
+            if self._z_dim is None:
+                self._z_dim = int(self._sampler(1, 0).shape[1])
+            if len(latent.q) != self._z_dim:
+                raise DesignIdError(f"design ID has an encoded latent of {len(latent.q)} values; this model's "
+                                    f"latents have {self._z_dim}")
+            q = np.frombuffer(latent.q, dtype=np.int8).astype(np.float64)
+            return np.clip(q / self._encoded_scale, -1.0, 1.0) if self._uniform else q / self._encoded_scale
         if isinstance(latent, Neighbour):
             z = self._vector64(latent.parent)
             r = latent.radius_milli / 1000.0
@@ -245,6 +289,8 @@ def describe(latent: Latent) -> dict[str, object]:
     """A JSON-friendly description of one operation (the page shows it; parents are given as EXPR strings)."""
     if isinstance(latent, Sample):
         return {"op": "sample", "seed": latent.seed, "index": latent.index}
+    if isinstance(latent, Encoded):
+        return {"op": "encoded", "values": len(latent.q)}
     if isinstance(latent, Neighbour):
         return {"op": "neighbour", "j": latent.j, "radius": latent.radius_milli / 1000.0,
                 "parent": format_latent(latent.parent)}

@@ -7,18 +7,18 @@ owns something with a lifetime (the staff desk) adds its start/stop to `routes.o
 route that takes a large body says so with `routes.allow_body`.
 
 Groups: `page` (the page and its static files), `designs` (model info and the design API), `camera` (the
-preview), `ops` (/healthz, /metrics), `staff` (/api/staff/...). A new group is a module with `register` added
-to `GROUPS`.
+preview), `ops` (/healthz, /metrics), `staff` (/api/staff/...), `inspire` (/api/inspire: designs from a garment
+photo or the camera frame). A new group is a module with `register` added to `GROUPS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from edge.kiosk.routes import camera, designs, ops, page, staff
+from edge.kiosk.routes import camera, designs, inspire, ops, page, staff
 from edge.kiosk.routes.table import Routes
 
 GROUPS: tuple[Callable[[Routes], None], ...] = (page.register, designs.register, camera.register, ops.register,
-                                               staff.register)
+                                               staff.register, inspire.register)
 
 __all__ = ["GROUPS", "Routes"]

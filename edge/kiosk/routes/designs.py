@@ -22,6 +22,12 @@ MAX_CLASS_QUERY_CHARS = 128  # a class name or number in a query string
 _CLASS_NUMBER = re.compile(r"[0-9]{1,4}")  # a class given by number ("²" and 5000-digit strings are names)
 
 
+def class_query(text: str | None) -> str | int | None:
+    """A `class` query parameter as DesignIds.class_id takes it: a number when it is one, else a name."""
+    # ASCII digits only: str.isdigit() also accepts "²" and digit strings too long for int(), which raise.
+    return int(text) if text is not None and _CLASS_NUMBER.fullmatch(text) else text
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
@@ -152,10 +158,7 @@ def register(routes: Routes) -> None:
         count: int = Query(default=8, ge=1, le=MAX_WALK_FRAMES),
         class_: str | None = Query(default=None, alias="class", max_length=MAX_CLASS_QUERY_CHARS),
     ) -> Response:
-        # ASCII digits only: str.isdigit() also accepts "²" and digit strings too long for int(), which raise.
-        cls: str | int | None = (int(class_) if class_ is not None and _CLASS_NUMBER.fullmatch(class_)
-                                 else class_)
-        data, ids = await service.walk_strip(seed, start, count, service.ids.class_id(cls))
+        data, ids = await service.walk_strip(seed, start, count, service.ids.class_id(class_query(class_)))
         return Response(data, media_type="image/png",
                         headers={"Cache-Control": "no-store", "X-Frame-Count": str(len(ids)),
                                  "X-First-Design": ids[0]})

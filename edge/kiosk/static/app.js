@@ -310,6 +310,7 @@ function describe(design) {
     sample: "A new design",
     neighbour: "Like the one before",
     mix: `Mix, step ${design.step} of ${design.steps}`,
+    encoded: "From your garment",
   }[design.op] || "A design";
   return design.class ? `${what} · ${design.class}` : what;
 }
@@ -660,7 +661,6 @@ async function main() {
   // ?idle=SECONDS overrides the configured attract-mode timeout (for staff checking a kiosk, and tests).
   const idle = Number(new URLSearchParams(location.search).get("idle"));
   if (idle > 0) state.info.ui.attract_idle_s = idle;
-  if (state.info.has_encoder) $("inspire-entry").hidden = false;
   buildClassChips();
   $("grid-title").textContent = whatTitle();
   $("btn-new").addEventListener("click", () => newDesigns());

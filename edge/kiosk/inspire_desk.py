@@ -1,0 +1,97 @@
+"""The inspire desk: the encoder of the model serving now, its availability for /healthz, and a photo or the
+newest camera frame turned into an encoding (the route is `edge.kiosk.routes.inspire`).
+
+A bundle whose encoder is missing or damaged still serves designs: the desk reports `has_encoder: false` with the
+reason, and the route answers 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+
+import numpy as np
+
+from edge.bundle import Bundle, BundleError
+from edge.errors import UserError
+from edge.inspire import Encoding, PhotoEncoder
+from edge.kiosk.api_error import ApiError
+from edge.kiosk.png import encode_png
+from edge.kiosk.service import KioskService
+from edge.photo_decode import decode_photo
+
+log = logging.getLogger(__name__)
+
+STALE_FRAME_S = 2.0  # a camera frame older than this is not "what the camera sees now"
+MAX_CONCURRENT = 2  # decoding photos is CPU work: more at once are answered 503
+
+
+class InspireDesk:
+    """The encoder of the model serving now (reloaded after a hot swap) and its availability."""
+
+    def __init__(self, service: KioskService) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._model_id: str | None = None
+        self._encoder: PhotoEncoder | None = None
+        self._error: str | None = None
+        self.busy = 0  # inspire requests decoding or encoding now (the route refuses above MAX_CONCURRENT)
+
+    def _load(self, bundle: Bundle) -> None:
+        self._model_id, self._encoder, self._error = bundle.model_id, None, None
+        try:
+            self._encoder = PhotoEncoder(bundle, num_threads=self.service.config.num_threads,
+                                         delegate=self.service.config.delegate)
+        except (BundleError, UserError) as exc:
+            self._error = str(exc)
+            log.warning("event=inspire_unavailable model_id=%s reason=%s", bundle.model_id, exc)
+        except Exception as exc:  # the runtime refusing a damaged flatbuffer: the kiosk itself must serve on
+            self._error = f"the encoder file cannot be loaded ({type(exc).__name__})"
+            log.exception("event=inspire_unavailable model_id=%s", bundle.model_id)
+
+    def encoder(self) -> tuple[PhotoEncoder | None, str | None]:
+        """(encoder, None) when available for the model serving now, else (None, why)."""
+        bundle = self.service.bundle
+        with self._lock:
+            if self._model_id != bundle.model_id:
+                self._load(bundle)
+            return self._encoder, self._error
+
+    def health(self) -> dict[str, object]:
+        """What the desk adds to /healthz (the page shows its entry button when `has_encoder` is true)."""
+        encoder, error = self.encoder()
+        return {"has_encoder": encoder is not None, "inspire": {"available": encoder is not None, "reason": error}}
+
+    def frame_from_camera(self) -> np.ndarray:
+        """The newest camera frame (BGR), if it is fresh; ApiError 404 / 503 otherwise."""
+        camera = self.service.camera
+        if camera is None:
+            raise ApiError(404, "this kiosk has no camera: send a photo (JPEG, PNG or WebP) in the request body")
+        frame = camera.mailbox.latest()
+        status = camera.status()
+        if frame is None or status.last_frame_age_s is None:
+            raise ApiError(503, "the camera has not sent a picture yet: wait a moment and try again")
+        if status.last_frame_age_s > STALE_FRAME_S:
+            raise ApiError(503, f"the camera stopped sending pictures {status.last_frame_age_s:.0f} s ago: "
+                                "ask staff to check it")
+        return frame.bgr
+
+    def encode(self, encoder: PhotoEncoder, body: bytes) -> tuple[Encoding, np.ndarray]:
+        """Decode (or take the camera frame), check and encode; returns (encoding, the model-input crop)."""
+        bgr = decode_photo(body) if body else self.frame_from_camera()
+        encoding = encoder.encode(bgr)
+        crop = encoder.model_input(bgr)
+        return encoding, crop
+
+
+def crop_png(crop: np.ndarray, encoder: PhotoEncoder) -> str:
+    """The encoder's input as a PNG data URL (dequantized back to pixels)."""
+    from edge.kernels import postprocess
+
+    spec = encoder.entry.input
+    if spec.scale is not None:
+        rgb = postprocess(crop[None], scale=spec.scale, zero_point=spec.zero_point)[0]
+    else:
+        rgb = postprocess(crop[None].astype(np.float32))[0]
+    return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode("ascii")
