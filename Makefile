@@ -101,7 +101,7 @@ fuzz: $(VENV)/.dev-installed
 
 # The property and error tests against an ASan + UBSan build of the kernels (build/sanitize).
 sanitize: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest tests/test_kernels_sanitize.py
+	$(BIN)/python -m pytest tests/edge/kernels/test_kernels_sanitize.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -19,10 +19,11 @@ from atelier.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "RESULTS.md"]
-# Words that may stand before `atelier` on a shell line (`taskset -c 0 atelier train ...`).
-LAUNCHERS = {"taskset", "-c", "sudo", "nice", "-n", "env"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"(?<!`)`(atelier [^`]+)`(?!`)")
+# `atelier` as a command word: at the start, or after a space, an operator or an opening quote
+# (`taskset -c 0 atelier ...`, `TF_CONFIG=... atelier ...`, `srun bash -c '... atelier ...'`).
+COMMAND = re.compile(r"(?:^|[\s;&|(])['\"]?atelier\s+(\S.*)$")
 
 
 def shell_lines(block: str) -> list[str]:
@@ -32,12 +33,14 @@ def shell_lines(block: str) -> list[str]:
 
 def atelier_argv(line: str) -> list[str] | None:
     """The arguments after `atelier` on a shell line, or None when the line runs something else."""
-    words = shlex.split(line, comments=True)
-    while words and (words[0] in LAUNCHERS or words[0].isdigit()):
-        words.pop(0)
-    if not words or words[0] != "atelier":
+    found = COMMAND.search(line)
+    if found is None or line.lstrip().startswith("#"):
         return None
-    words = words[1:]
+    rest = found.group(1)
+    try:
+        words = shlex.split(rest, comments=True)
+    except ValueError:  # the command closes a quote opened before it (`bash -c '... atelier train ...'`)
+        words = shlex.split(rest.rstrip().rstrip("'\""), comments=True)
     if words and words[-1] == "&":
         words.pop()
     return words

@@ -9,7 +9,7 @@ views) and memory layout, and scalars of any type. Both must raise the same Type
 message, or both return equal results (1 LSB, 1e-5 for floats). Anything else is a finding: another exception,
 a mismatch, or a crash of the process (an out-of-bounds access in the extension; to catch the silent ones, run
 against the sanitizer build: ATELIER_KERNELS_SO=<path of a built _kernels .so> loads that build instead).
-`make fuzz` runs every target for a bounded time; tests/test_kernels_fuzz.py runs a short smoke of each.
+`make fuzz` runs every target for a bounded time; tests/edge/kernels/test_kernels_fuzz.py runs a short smoke of each.
 """
 
 from __future__ import annotations

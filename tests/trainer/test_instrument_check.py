@@ -12,7 +12,7 @@ import pytest
 
 from trainer.instrument_check import PERSON_ORDER, format_check, run_check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "datasets" / "clothing-small"
 
 

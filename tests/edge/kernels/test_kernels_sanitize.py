@@ -17,7 +17,7 @@ from pathlib import Path
 import pybind11
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / "build" / "sanitize"
 
 # Puts the module at ATELIER_KERNELS_SO in sys.modules as edge._kernels, then runs pytest.
@@ -70,7 +70,7 @@ def test_property_and_error_tests_pass_under_asan_and_ubsan() -> None:
         "ATELIER_HYPOTHESIS_PROFILE": "sanitize",
         "ATELIER_KERNELS_SO": str(module),
     }
-    tests = ["tests/test_kernels_props.py", "tests/test_kernels_errors.py"]
+    tests = ["tests/edge/kernels/test_kernels_props.py", "tests/edge/kernels/test_kernels_errors.py"]
     cmd = [sys.executable, "-c", BOOTSTRAP, "-q", "-s", "-p", "no:cacheprovider", "--noconftest", *tests]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     out = r.stdout + r.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware_scripts"
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware_scripts"
 EXECUTABLES = ("provision.sh", "detect_hardware.sh", "healthcheck.sh", "browser.sh", "uninstall.sh")
 ALL_SHELL = sorted(FIRMWARE.rglob("*.sh"))
 SCRIPT_TIMEOUT_S = 120  # bounds a hang; never asserted

@@ -127,7 +127,7 @@ def test_damaged_metrics_lines_are_skipped_on_resume(
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_feature_network(tiny_run: Path, garment_dir: Path, tmp_path: Path, file: str, damage: str,
                                  capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-    features = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "features", tmp_path / "f"))
+    features = Path(shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "features", tmp_path / "f"))
     DAMAGE[damage](features / file)
     assert_user_error(["evaluate", tiny_run, "--data", garment_dir, "--n", "16", "--features", features,
                        "--out", tmp_path / "eval"], capsys, caplog, str(features / file))

@@ -3,7 +3,7 @@
 Random shapes (odd sizes, 1 x N frames, outputs larger than the crop), all-0 / all-255 / random / gradient
 content, and every memory layout numpy can hand over: packed, stepped slices, flipped views, planar (channel
 stride > 1) and Fortran order. uint8/int8 outputs may differ by 1 LSB and floats by 1e-5; most agree exactly.
-tests/test_kernels_sanitize.py runs this file again against an ASan + UBSan build of the extension
+tests/edge/kernels/test_kernels_sanitize.py runs this file again against an ASan + UBSan build of the extension
 (ATELIER_HYPOTHESIS_PROFILE=sanitize keeps that run short).
 """
 

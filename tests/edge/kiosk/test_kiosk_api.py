@@ -568,7 +568,7 @@ def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle:
 def test_lanes_make_the_same_pictures_as_one_interpreter_on_the_default_model() -> None:
     # The shipped model (real 128 px convolutions, where XNNPACK's thread split matters) through the worker's
     # lanes (single-threaded interpreters side by side) against one 2-thread interpreter, design by design.
-    bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "default")
+    bundle = load_bundle(Path(__file__).resolve().parents[3] / "models" / "default")
     reference = DesignGenerator(bundle, batch=1, num_threads=2)
     z = reference.sample_latents(11, 123)
     expected = np.concatenate([reference.generate(z[i : i + 1]) for i in range(len(z))])

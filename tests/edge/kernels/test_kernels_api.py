@@ -17,7 +17,7 @@ import numpy as np
 from edge import _kernels as native
 from edge import kernels, kernels_ref
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 STUB = ROOT / "edge" / "_kernels.pyi"
 
 # (name, kind, default) per parameter; kind is "pos" or "kw" (keyword-only); default is a literal or "<none>"

@@ -66,7 +66,10 @@ def test_int8_bundle_is_static_fully_int8_and_matches_keras(tiny_bundle: Path, t
     assert set(parity["models"]) == {"generator_b1.tflite", "generator_b8.tflite"}
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert manifest["training"]["summary"]["steps"] == summary["steps"]
-    assert manifest["training"]["summary"]["data"] == summary["data"]
+    from trainer.portable_paths import portable_path
+
+    # The same data, named without the machine's paths (trainer/portable_paths.py).
+    assert manifest["training"]["summary"]["data"] == {**summary["data"], "dir": portable_path(summary["data"]["dir"])}
     assert manifest["export"]["command"] == ["pytest-fixture"]
     assert manifest["export"]["graph"]["unfolded_batchnorm"] == []
     assert manifest["edgetpu_lint"]["models"]["generator_b1.tflite"]["edgetpu_ready"] is True

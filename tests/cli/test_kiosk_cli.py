@@ -182,7 +182,7 @@ esac
 def test_make_demo_recovers_from_an_interrupted_quick_demo_training(tmp_path: Path) -> None:
     make = shutil.which("make")
     assert make, "GNU make is needed to test the Makefile"
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for name in ("pyproject.toml", "CMakeLists.txt"):  # what the venv's stamps depend on, written long ago
         (tmp_path / name).write_text("")
         os.utime(tmp_path / name, (1e9, 1e9))

@@ -37,7 +37,7 @@ from edge.errors import UserError
 from edge.procedural_garments import GARMENT_KINDS, render_garment
 from trainer.dataset import load_training_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 QUALITY = FrameQuality(sharpness=150.0, mean_luma=120.0, dark_fraction=0.0, bright_fraction=0.01, dhash=0xABCD)
 
 

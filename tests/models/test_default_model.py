@@ -10,7 +10,7 @@ import numpy as np
 from edge.bundle import load_bundle
 from edge.designs import DesignGenerator
 
-DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 EDGE_TPU_WEIGHT_CACHE_BYTES = 8 * 1024 * 1024  # the Edge TPU keeps about 8 MB of weights on chip
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 HARNESS = ROOT / "tests" / "fuzz" / "fuzz_kernels.py"
 TARGETS = [
     "preprocess_frame", "postprocess", "tile", "upscale", "sharpness", "exposure", "dhash64", "hamming_nearest",

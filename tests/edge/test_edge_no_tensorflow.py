@@ -36,7 +36,7 @@ def run_blocked(blocked: list[str], body: str) -> dict:
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
