@@ -50,8 +50,8 @@ def evaluate_encoder(bundle_dir: str | Path, data_dir: str | Path, *, features: 
                      n_random: int = N_RANDOM) -> tuple[dict[str, Any], np.ndarray]:
     """Measure the bundle's encoder on held-out photos; returns (report, picture RGB uint8)."""
     from trainer.eval_photos import load_real
+    from trainer.feature_distances import pairwise_distances
     from trainer.features import load_feature_net
-    from trainer.metrics import pairwise_distances
 
     bundle = load_bundle(bundle_dir)
     if bundle.encoder is None:

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from trainer import metrics
+from trainer import feature_distances as fd
 
 log = logging.getLogger(__name__)
 
 HOLDOUT_FRACTION = 0.2  # share of each class held out when DATA has no validation/ folder
 HOLDOUT_SEED = 1234  # seeds that split (with the class name, so a class's split never depends on the others)
-MIN_PHOTOS = metrics.K_NEAREST + 1  # the fewest photos (or designs) a set may have
+MIN_PHOTOS = fd.K_NEAREST + 1  # the fewest photos (or designs) a set may have
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import metrics
+from trainer import feature_distances as fd
 
 
 def contact_sheet(designs: np.ndarray, train: np.ndarray, closest: list[dict[str, Any]], cols: int = 4) -> np.ndarray:
@@ -46,7 +46,7 @@ def contact_sheet(designs: np.ndarray, train: np.ndarray, closest: list[dict[str
 def _cell(est: dict[str, Any] | None, digits: int = 3, scale: float = 1.0) -> str:
     if est is None:
         return "—"
-    return metrics.Estimate(est["value"], est["spread"], est["spread_kind"]).format(digits, scale)
+    return fd.Estimate(est["value"], est["spread"], est["spread_kind"]).format(digits, scale)
 
 
 def format_table(result: dict[str, Any]) -> str:

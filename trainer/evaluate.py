@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import UserError
-from trainer import metrics
+from trainer import feature_distances as fd
 from trainer.eval_photos import MIN_PHOTOS, RealPhotos, load_real
 from trainer.eval_report import contact_sheet, format_table
 from trainer.eval_sources import (
@@ -137,7 +137,7 @@ def evaluate(model_path: str | Path | None, data_dir: str | Path, options: EvalO
     if (model_path is None) == (designs_path is None):
         raise UserError("give either a model (a run folder or a bundle) or --designs DIR|NPZ, not both")
     if options.n < MIN_PHOTOS:
-        raise UserError(f"--n must be at least {MIN_PHOTOS} (precision/recall use {metrics.K_NEAREST} neighbours), "
+        raise UserError(f"--n must be at least {MIN_PHOTOS} (precision/recall use {fd.K_NEAREST} neighbours), "
                         f"got {options.n}")
     if options.seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {options.seed}")

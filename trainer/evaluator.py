@@ -1,11 +1,11 @@
 """`Evaluator`: the real photos' features computed once; `measure(designs)` compares any design set with them.
 
-Rows (each with FCD, KID, precision and recall and their spreads, `trainer.metrics`), in the 64 px feature space
-(`rows`) and in the 128 px one (`rows_128`, when that network is installed): "designs" (n designs vs the training
-photos) and "heldout" (the real-vs-real floor), plus a row matched to the other's sample size (FCD is biased at
-small n), and the same against the held-out photos. Beside them: class accuracy for conditional models, novelty
-(Meehan et al.'s data-copying test) and the realism instruments of `trainer.realism` (two-sample classifier test,
-spectrum artefacts, diversity).
+Rows (each with FCD, KID, precision and recall and their spreads, `trainer.feature_distances`), in the 64 px feature
+space (`rows`) and in the 128 px one (`rows_128`, when that network is installed): "designs" (n designs vs the
+training photos) and "heldout" (the real-vs-real floor), plus a row matched to the other's sample size (FCD is
+biased at small n), and the same against the held-out photos. Beside them: class accuracy for conditional models,
+novelty (Meehan et al.'s data-copying test) and the realism instruments of `trainer.realism` (two-sample classifier
+test, spectrum artefacts, diversity).
 """
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from trainer import metrics, realism
+from trainer import feature_distances as fd
+from trainer import realism
 from trainer.eval_photos import RealPhotos
 
 MATCHED_SUBSETS = 5  # random subsets averaged for the sample-size-matched rows
 
 
 def _row(reference: np.ndarray, candidate: np.ndarray, seed: int) -> dict[str, Any]:
-    precision, recall = metrics.precision_recall_spread(reference, candidate, seed=seed)
+    precision, recall = fd.precision_recall_spread(reference, candidate, seed=seed)
     return {
         "n": len(candidate),
-        "fcd": metrics.fcd(reference, candidate, seed=seed).to_json(),
-        "kid": metrics.kid(reference, candidate, seed=seed).to_json(),
+        "fcd": fd.fcd(reference, candidate, seed=seed).to_json(),
+        "kid": fd.kid(reference, candidate, seed=seed).to_json(),
         "precision": precision.to_json(),
         "recall": recall.to_json(),
     }
@@ -39,13 +40,13 @@ def _matched_row(reference: np.ndarray, candidate: np.ndarray, size: int, seed: 
     values: dict[str, list[float]] = {"fcd": [], "kid": [], "precision": [], "recall": []}
     for _ in range(MATCHED_SUBSETS):
         sub = candidate[rng.choice(len(candidate), size, replace=False)]
-        values["fcd"].append(metrics.frechet_distance(reference, sub))
-        values["kid"].append(metrics.kid(reference, sub, n_subsets=10, seed=seed).value)
-        p, r = metrics.precision_recall(reference, sub)
+        values["fcd"].append(fd.frechet_distance(reference, sub))
+        values["kid"].append(fd.kid(reference, sub, n_subsets=10, seed=seed).value)
+        p, r = fd.precision_recall(reference, sub)
         values["precision"].append(p)
         values["recall"].append(r)
     kind = f"std over {MATCHED_SUBSETS} subsets of {size}"
-    return {"n": size, **{k: metrics.Estimate(float(np.mean(v)), float(np.std(v)), kind).to_json()
+    return {"n": size, **{k: fd.Estimate(float(np.mean(v)), float(np.std(v)), kind).to_json()
                           for k, v in values.items()}}
 
 
@@ -155,7 +156,7 @@ class Evaluator:
                 continue
             sel = np.flatnonzero(np.asarray(requested) == name)
             if len(sel):
-                per_class[name] = metrics.class_share(probs[sel], np.full(len(sel), idx)).to_json()
+                per_class[name] = fd.class_share(probs[sel], np.full(len(sel), idx)).to_json()
                 rows.extend(sel)
                 targets.extend([idx] * len(sel))
         out: dict[str, Any] = {"unknown_classes": unknown, "per_class": per_class, "designs": None,
@@ -163,32 +164,32 @@ class Evaluator:
                                "aliases": {c: self.features.class_names[known[c]] for c in known
                                            if known[c] is not None and c not in self.features.class_names}}
         if rows:
-            out["designs"] = metrics.class_share(probs[rows], np.asarray(targets)).to_json()
+            out["designs"] = fd.class_share(probs[rows], np.asarray(targets)).to_json()
         held_idx = np.array([known[self.real.class_names[i]] if known[self.real.class_names[i]] is not None else -1
                              for i in self.real.heldout_labels])
         keep = held_idx >= 0
         if keep.any():
-            out["heldout"] = metrics.class_share(self.heldout_probs[keep], held_idx[keep]).to_json()
+            out["heldout"] = fd.class_share(self.heldout_probs[keep], held_idx[keep]).to_json()
         return out
 
     def _median(self, values: np.ndarray) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
-        boots = [np.median(values[rng.integers(0, len(values), len(values))]) for _ in range(metrics.N_BOOTSTRAP)]
-        return metrics.Estimate(float(np.median(values)), float(np.std(boots)),
-                                f"bootstrap std ({metrics.N_BOOTSTRAP})").to_json()
+        boots = [np.median(values[rng.integers(0, len(values), len(values))]) for _ in range(fd.N_BOOTSTRAP)]
+        return fd.Estimate(float(np.median(values)), float(np.std(boots)),
+                                f"bootstrap std ({fd.N_BOOTSTRAP})").to_json()
 
     def _novelty(self, feats: np.ndarray, contact_pairs: int) -> dict[str, Any]:
-        check = metrics.data_copying(feats, self.heldout_feats, self.train_feats, seed=self.seed)
+        check = fd.data_copying(feats, self.heldout_feats, self.train_feats, seed=self.seed)
         order = np.argsort(check.design_dist, kind="stable")[:contact_pairs]
         flagged = set(check.flagged.tolist())
         return {
             "share_closer": check.share_closer.to_json(),
             "z_u": check.z_u,
             "p_value": check.p_value,
-            "percentile": metrics.COPY_PERCENTILE,
+            "percentile": fd.COPY_PERCENTILE,
             "threshold": check.threshold,
             "flagged": [int(i) for i in check.flagged],
-            "flagged_share": metrics.Estimate(
+            "flagged_share": fd.Estimate(
                 check.flagged_share, math.sqrt(check.flagged_share * (1 - check.flagged_share) / len(feats)),
                 "binomial standard error").to_json(),
             "design_dist_median": self._median(check.design_dist),

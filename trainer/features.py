@@ -3,7 +3,8 @@
 No Inception weights can be downloaded here, so Atelier trains its own garment classifier on the training split of
 clothing-small and ships it in `models/features/` (a `.keras` file of 2.5 MB and `card.json`, which records
 the data, the command, the epochs and the validation accuracy). Its penultimate layer — 256 channels after global
-average pooling — is the feature space of FCD, KID, precision/recall and the novelty check (`trainer.metrics`).
+average pooling — is the feature space of FCD, KID, precision/recall and the novelty check
+(`trainer.feature_distances`).
 
 Input: uint8 RGB pictures of any (square) size. They are resized *inside* the model to the network's size (64 px
 for `models/features`, 128 px for `models/features-128`; bilinear, antialiased), so real photos and generated designs

@@ -210,7 +210,7 @@ def _designs(generator, cfg: TrainConfig, class_id: int | None, n: int) -> np.nd
 
 def _evaluate(generator, cfg: TrainConfig, captures: TrainingData, featurize: _Featurizer, n: int
               ) -> dict[str, Any]:
-    from trainer.metrics import fcd, kid
+    from trainer.feature_distances import fcd, kid
 
     out: dict[str, Any] = {}
     for i, name in enumerate(captures.class_names):

@@ -1,7 +1,7 @@
 """Numbers that see what a person sees in a set of designs (NumPy/SciPy only; no TensorFlow).
 
-The Fréchet and kernel distances of `trainer.metrics` compare feature statistics; they can call blocky, gridded
-designs "nearly real" when the feature network averages the defects away. This module adds three instruments:
+The Fréchet and kernel distances of `trainer.feature_distances` compare feature statistics; they can call blocky,
+gridded designs "nearly real" when the feature network averages the defects away. This module adds three instruments:
 
 - **Artefacts: the power spectrum** (Durall et al. 2020, "Watch your up-convolution"). Each picture's luma is
   Hann-windowed, Fourier-transformed and its power averaged over rings of equal frequency (the azimuthal average),

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.errors import UserError
     from trainer.evaluate import EvalOptions, evaluate, format_table
-    from trainer.manifest_metrics import check_target, record
+    from trainer.manifest_records import check_target, record
 
     if args.check_instrument:
         return _check_instrument(args)

@@ -20,7 +20,7 @@ from edge.kiosk.service import KioskService
 
 pytestmark = pytest.mark.browser
 
-DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+DEFAULT = Path(__file__).resolve().parents[3] / "models" / "default"
 GARMENT_RGB = (30, 60, 170)  # a blue t-shirt
 page = test_kiosk_browser.page  # the page fixture: a touch-screen context that fails on JavaScript errors
 
