@@ -20,6 +20,7 @@ from PIL import Image
 
 from edge.errors import UserError
 from trainer.image_files import IMAGE_SUFFIXES, MIN_SIDE_PX, ImageRejected, load_training_image
+from trainer.image_files import _square as square_crop
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,25 @@ NPZ_KEY = "images"  # the array `atelier generate --out X.npz` writes
 MAX_SKIPPED_LISTED = 50  # skipped files listed by name in evaluation.json (the count is always exact)
 
 
-def _common_side(files: list[Path]) -> int | None:
-    """The most common side of the square-ish images (header only), or None if none can be read."""
-    sides: collections.Counter[int] = collections.Counter()
+def _header_sizes(files: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Each readable image's (width, height) from its header; unreadable files are left out (the loader says why)."""
+    sizes: dict[Path, tuple[int, int]] = {}
     for path in files:
         try:
             with Image.open(path) as img:
-                sides[min(img.size)] += 1
+                sizes[path] = img.size
         except Exception:  # the loader reports each unreadable file with its reason
             continue
-    return sides.most_common(1)[0][0] if sides else None
+    return sizes
 
 
 def _load_folder(folder: Path, size_px: int | None) -> tuple[np.ndarray, dict[str, Any]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise UserError(f"--designs {folder} is an empty folder: give a folder of PNG/JPEG/WebP images or a .npz")
-    side = size_px or _common_side([p for p in files if p.suffix.lower() in IMAGE_SUFFIXES])
+    sizes = _header_sizes([p for p in files if p.suffix.lower() in IMAGE_SUFFIXES])
+    # The evaluation's side: --size, else the most common short side of the images.
+    side = size_px or (collections.Counter(min(wh) for wh in sizes.values()).most_common(1)[0][0] if sizes else None)
     if side is None:
         raise UserError(f"--designs {folder}: none of its {len(files)} files is a readable image "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -55,11 +58,7 @@ def _load_folder(folder: Path, size_px: int | None) -> tuple[np.ndarray, dict[st
             skipped.append({"path": str(path), "reason": str(exc)})
             log.warning("skipping %s: %s", path, exc)
             continue
-        try:
-            with Image.open(path) as img:
-                resized += int(img.size != (side, side))
-        except OSError:
-            pass
+        resized += int(sizes.get(path) != (side, side))
         converted += int(loaded.converted_from is not None)
         images.append(loaded.pixels)
     report = {"files": len(files), "used": len(images), "skipped_count": len(skipped),
@@ -96,11 +95,9 @@ def _load_npz(path: Path, size_px: int | None) -> tuple[np.ndarray, dict[str, An
     resized = 0
     if (h, w) != (side, side):
         out = np.empty((len(images), side, side, 3), np.uint8)
-        for i, img in enumerate(images):
-            pil = Image.fromarray(img)
-            s = min(h, w)
-            pil = pil.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            out[i] = np.asarray(pil.resize((side, side), Image.Resampling.LANCZOS))
+        for i, img in enumerate(images):  # the photos' own square crop, then Lanczos
+            square = square_crop(Image.fromarray(img), "center")
+            out[i] = np.asarray(square.resize((side, side), Image.Resampling.LANCZOS))
         images, resized = out, len(images)
     report = {"files": 1, "array": key, "used": len(images), "skipped_count": 0, "skipped": [],
               "converted_to_rgb": converted, "resized": resized}

@@ -78,8 +78,8 @@ class Evaluator:
         if self.features_128 is not None:
             self.train_128, _ = self.features_128(self.real.train)
             self.heldout_128, _ = self.features_128(self.real.heldout)
-        self.photo_spectrum = realism.photo_spectrum(self.real.train)
-        self.heldout_radial = realism.radial_spectra(self.real.heldout)
+        self.photo_spectra = realism.spectra(self.real.train)
+        self.heldout_radial = realism.spectra(self.real.heldout).radial
 
     def _realism(self, designs: np.ndarray, feats: np.ndarray) -> dict[str, Any]:
         """Rows in the 128 px space, the two-sample test, spectrum artefacts and diversity."""
@@ -94,13 +94,14 @@ class Evaluator:
         held_f = self.heldout_128 if self.features_128 is not None else self.heldout_feats
         looks_at = realism.TWO_SAMPLE_LOOKS_AT if self.features_128 is not None else \
             "64 px garment-network features + azimuthal power spectrum (dB)"
+        design_spectra = realism.spectra(designs)
         try:
-            test = realism.two_sample_test(realism.two_sample_inputs(f128, realism.radial_spectra(designs)),
+            test = realism.two_sample_test(realism.two_sample_inputs(f128, design_spectra.radial),
                                            realism.two_sample_inputs(held_f, self.heldout_radial), seed=self.seed)
             out["two_sample"] = test.to_json(looks_at)
         except ValueError as exc:  # too few pictures on one side
             out["two_sample"] = {"accuracy": None, "reason": str(exc), "looks_at": looks_at}
-        out["spectrum"] = realism.spectrum_report(designs, self.photo_spectrum)
+        out["spectrum"] = realism.spectrum_report(design_spectra, self.photo_spectra)
         out["diversity"] = realism.diversity_report(f128, held_f, seed=self.seed)
         return out
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from trainer.feature_distances import knn_radii, pairwise_distances
+
 GRID_PERIODS_PX = (2, 4, 8, 16)  # pixel periods an upsampling chain leaves on a 2^k sized picture
 NEAR_DUPLICATE_PERCENTILE = 5.0  # a design is a near-duplicate when closer than this percentile of photo NN distances
 DIVERSITY_SUBSETS = 10  # random design subsets averaged for the near-duplicate share
@@ -71,9 +73,8 @@ def _ring_index(side: int) -> np.ndarray:
     return np.rint(np.hypot(yy - c, xx - c)).astype(int)
 
 
-def radial_spectra(images: np.ndarray) -> np.ndarray:
-    """Azimuthally averaged power spectra in dB, rings 1..side/2: (N, side/2)."""
-    spec = power_spectra_2d(images)
+def _radial(spec: np.ndarray) -> np.ndarray:
+    """Ring means 1..side/2 of per-picture 2-D spectra (N, side, side): (N, side/2)."""
     side = spec.shape[1]
     rings = _ring_index(side).ravel()
     keep = (rings >= 1) & (rings <= side // 2)
@@ -83,12 +84,8 @@ def radial_spectra(images: np.ndarray) -> np.ndarray:
     return (sums / counts).astype(np.float64)
 
 
-def grid_peak_db(images: np.ndarray) -> float:
-    """How far the mean spectrum's power at 2/4/8/16 px periods on the axes stands above its ring's median (dB).
-
-    The largest of those excesses; periods the picture is too small for are skipped.
-    """
-    mean = power_spectra_2d(images).mean(axis=0)
+def _grid_peak(mean: np.ndarray) -> float:
+    """The largest excess (dB) of a mean 2-D spectrum at 2/4/8/16 px periods on the axes over its ring's median."""
     side = mean.shape[0]
     c = side // 2
     rings = _ring_index(side)
@@ -104,50 +101,53 @@ def grid_peak_db(images: np.ndarray) -> float:
     return max(peaks) if peaks else 0.0
 
 
+def radial_spectra(images: np.ndarray) -> np.ndarray:
+    """Azimuthally averaged power spectra in dB, rings 1..side/2: (N, side/2)."""
+    return _radial(power_spectra_2d(images))
+
+
+def grid_peak_db(images: np.ndarray) -> float:
+    """How far the mean spectrum's power at 2/4/8/16 px periods on the axes stands above its ring's median (dB).
+
+    The largest of those excesses; periods the picture is too small for are skipped.
+    """
+    return _grid_peak(power_spectra_2d(images).mean(axis=0))
+
+
 @dataclass(frozen=True)
-class PhotoSpectrum:
-    """The photos' side of the spectrum comparison, computed once."""
+class Spectra:
+    """A picture set's spectra from one Fourier pass: per-picture ring curves, their mean, the grid peak."""
 
     size_px: int
-    mean_db: np.ndarray  # mean azimuthal spectrum (side/2,)
+    radial: np.ndarray  # (N, side/2) dB
+    mean_db: np.ndarray  # (side/2,) dB
     grid_peak_db: float
 
 
-def photo_spectrum(photos: np.ndarray) -> PhotoSpectrum:
-    """The reference spectrum of real photos (see `spectrum_report`)."""
-    return PhotoSpectrum(int(photos.shape[1]), radial_spectra(photos).mean(axis=0), grid_peak_db(photos))
+def spectra(images: np.ndarray) -> Spectra:
+    """The spectra `spectrum_report` and the two-sample test read, from one Fourier pass over `images`."""
+    spec = power_spectra_2d(images)
+    radial = _radial(spec)
+    return Spectra(int(spec.shape[1]), radial, radial.mean(axis=0), _grid_peak(spec.mean(axis=0)))
 
 
-def spectrum_report(designs: np.ndarray, photos: np.ndarray | PhotoSpectrum) -> dict[str, Any]:
+def spectrum_report(designs: np.ndarray | Spectra, photos: np.ndarray | Spectra) -> dict[str, Any]:
     """Spectrum artefact numbers of designs against photos (see the module docstring)."""
-    ref = photos if isinstance(photos, PhotoSpectrum) else photo_spectrum(photos)
-    if designs.shape[1] != ref.size_px:
-        raise ValueError(f"designs ({designs.shape[1]} px) and photos ({ref.size_px} px) differ in size")
-    d = radial_spectra(designs).mean(axis=0)
-    gap = d - ref.mean_db
+    d = designs if isinstance(designs, Spectra) else spectra(designs)
+    ref = photos if isinstance(photos, Spectra) else spectra(photos)
+    if d.size_px != ref.size_px:
+        raise ValueError(f"designs ({d.size_px} px) and photos ({ref.size_px} px) differ in size")
+    gap = d.mean_db - ref.mean_db
     upper = slice(len(gap) // 2, None)
-    design_peak = grid_peak_db(designs)
     return {
         "spectrum_distance_db": round(float(np.abs(gap[upper]).mean()), 3),
         "high_frequency_gap_db": round(float(gap[upper].mean()), 3),
-        "grid_peak_db": round(design_peak - ref.grid_peak_db, 3),
-        "grid_peak_designs_db": round(design_peak, 3),
+        "grid_peak_db": round(d.grid_peak_db - ref.grid_peak_db, 3),
+        "grid_peak_designs_db": round(d.grid_peak_db, 3),
         "grid_peak_photos_db": round(ref.grid_peak_db, 3),
-        "designs_db": [round(float(v), 2) for v in d],
+        "designs_db": [round(float(v), 2) for v in d.mean_db],
         "photos_db": [round(float(v), 2) for v in ref.mean_db],
     }
-
-
-def _pairwise(x: np.ndarray) -> np.ndarray:
-    sq = (x**2).sum(axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
-    return np.sqrt(d2)
-
-
-def _nn_within(x: np.ndarray) -> np.ndarray:
-    d = _pairwise(x)
-    np.fill_diagonal(d, np.inf)
-    return d.min(axis=1)
 
 
 def diversity_report(design_feats: np.ndarray, photo_feats: np.ndarray, seed: int = 0) -> dict[str, Any]:
@@ -158,17 +158,18 @@ def diversity_report(design_feats: np.ndarray, photo_feats: np.ndarray, seed: in
         raise ValueError("diversity needs at least 3 designs and 3 photos")
     rng = np.random.default_rng(seed)
     m = min(len(d), len(p))
-    photo_nn = _nn_within(p[rng.choice(len(p), m, replace=False)] if len(p) > m else p)
+    photo_nn = knn_radii(p[rng.choice(len(p), m, replace=False)] if len(p) > m else p, k=1)
     threshold = float(np.percentile(photo_nn, NEAR_DUPLICATE_PERCENTILE))
     shares = []
     for _ in range(DIVERSITY_SUBSETS if len(d) > m else 1):
         sub = d[rng.choice(len(d), m, replace=False)] if len(d) > m else d
-        shares.append(float(np.mean(_nn_within(sub) < threshold)))
+        shares.append(float(np.mean(knn_radii(sub, k=1) < threshold)))
     cap = 1000
     dd = d[rng.choice(len(d), cap, replace=False)] if len(d) > cap else d
     pp = p[rng.choice(len(p), cap, replace=False)] if len(p) > cap else p
     iu_d, iu_p = np.triu_indices(len(dd), 1), np.triu_indices(len(pp), 1)
-    mean_d, mean_p = float(_pairwise(dd)[iu_d].mean()), float(_pairwise(pp)[iu_p].mean())
+    mean_d = float(pairwise_distances(dd, dd)[iu_d].mean())
+    mean_p = float(pairwise_distances(pp, pp)[iu_p].mean())
     return {
         "near_duplicate_share": round(float(np.mean(shares)), 4),
         "near_duplicate_share_spread": round(float(np.std(shares)), 4),

@@ -40,7 +40,7 @@ def test_radial_spectrum_of_a_flat_picture_is_empty_and_of_noise_is_flat() -> No
 
 
 def test_the_spectrum_sees_blockiness_and_the_grid_peak_sees_a_grid(garments: np.ndarray) -> None:
-    ref = realism.photo_spectrum(garments)
+    ref = realism.spectra(garments)
     same = realism.spectrum_report(garments, ref)
     assert same["spectrum_distance_db"] == pytest.approx(0.0, abs=1e-6)
     assert same["grid_peak_db"] == pytest.approx(0.0, abs=1e-6)
