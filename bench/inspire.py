@@ -1,7 +1,9 @@
 """Benchmark: one camera frame to "Design from my garment" designs on screen, ours against a random search.
 
-Ours: the frame -> `check_frame` -> `preprocess_frame` (int8) -> the int8 encoder -> the reconstruction and 5
-variations (design IDs) -> 6 designs by the batch-1 generator (what the kiosk runs for designs with an ID) -> 6 PNGs.
+Ours: the frame -> `check_frame` -> `preprocess_frame` (int8) -> the int8 encoder -> the search of
+`edge.inspire_refine` (24 candidates by the batch-8 generator, 8 of them picked from the model's catalogue) -> the
+reconstruction and 5 variations (design IDs) -> 6 designs by the batch-1 generator (what the kiosk runs for
+designs with an ID) -> 6 PNGs. Also the encoder alone, without the search (what the search buys).
 The alternative a kiosk without an encoder could do: a random search (draw K latents, make K designs with the
 batch-8 generator, keep the one nearest the frame's model-input crop in pixels, then its 5 variations).
 Both print p50 ms and the mean colour error of the first design against the garment; the ratio is theirs / ours.
@@ -50,7 +52,8 @@ def bench_in_process(bundle_dir: Path, runs: int, search_k: int) -> tuple[float,
     from edge.bundle import load_bundle
     from edge.designs import DesignGenerator
     from edge.inspire import PhotoEncoder, check_frame, inspired_ids
-    from edge.kernels import preprocess_frame
+    from edge.inspire_refine import make_catalogue, refine
+    from edge.kernels import postprocess, preprocess_frame
     from edge.kiosk.latents import DesignId, Neighbour, Sample
     from edge.kiosk.latents import LatentResolver as Resolver
     from edge.kiosk.png import encode_png
@@ -61,9 +64,16 @@ def bench_in_process(bundle_dir: Path, runs: int, search_k: int) -> tuple[float,
     gen8 = DesignGenerator(bundle, batch=max(bundle.batches), num_threads=2)
     resolver = Resolver(gen1.sample_latents, bundle.z_distribution)
     frame = camera_frame(GARMENT_RGB)
+    catalogue = make_catalogue(gen8.generate, bundle.z_dim, bundle.z_distribution)  # the kiosk's, made once
 
-    def ours() -> np.ndarray:
-        ids = inspired_ids(bundle, encoder.encode(frame))
+    def ours(search: bool = True) -> np.ndarray:
+        encoding = encoder.encode(frame)
+        if search:
+            spec = encoder.entry.input
+            target = postprocess(encoder.model_input(frame)[None], scale=spec.scale, zero_point=spec.zero_point)[0]
+            encoding = refine(encoding, target, bundle.z_distribution,
+                              gen8.generate, catalogue).encoding
+        ids = inspired_ids(bundle, encoding)
         z = resolver.vectors([d.latent for d in ids])
         designs = np.stack([gen1.generate(z[i : i + 1])[0] for i in range(len(z))])
         [encode_png(d) for d in designs]
@@ -85,8 +95,12 @@ def bench_in_process(bundle_dir: Path, runs: int, search_k: int) -> tuple[float,
 
     ours()
     search(0)  # warm up
-    t_ours, t_search, err_ours, err_search = [], [], [], []
+    t_ours, t_search, err_ours, err_search, t_alone, err_alone = [], [], [], [], [], []
     for run in range(runs):
+        t0 = time.perf_counter()
+        designs = ours(search=False)
+        t_alone.append(time.perf_counter() - t0)
+        err_alone.append(colour_error(designs[0], GARMENT_RGB))
         t0 = time.perf_counter()
         designs = ours()
         t_ours.append(time.perf_counter() - t0)
@@ -97,10 +111,14 @@ def bench_in_process(bundle_dir: Path, runs: int, search_k: int) -> tuple[float,
         err_search.append(colour_error(designs[0], GARMENT_RGB))
     ours_ms, search_ms = 1000 * float(np.median(t_ours)), 1000 * float(np.median(t_search))
     print(f"in process, {runs} runs, frame 1280x720 -> 6 designs + PNGs ({bundle.size_px} px):")
-    print(f"  ours (encoder)           p50 {ours_ms:7.1f} ms   colour error of the first design "
+    alone_ms = 1000 * float(np.median(t_alone))
+    print(f"  ours (encoder + search)  p50 {ours_ms:7.1f} ms   colour error of the first design "
           f"{np.mean(err_ours):5.1f}")
+    print(f"  encoder alone            p50 {alone_ms:7.1f} ms   colour error of the first design "
+          f"{np.mean(err_alone):5.1f}")
     print(f"  random search (K={search_k:3d})  p50 {search_ms:7.1f} ms   colour error of the first design "
           f"{np.mean(err_search):5.1f}")
+    print(f"  ratio (encoder alone / ours): colour error {np.mean(err_alone) / max(np.mean(err_ours), 1e-9):.2f}x")
     print(f"  ratio (search / ours): time {search_ms / ours_ms:.2f}x, colour error "
           f"{np.mean(err_search) / max(np.mean(err_ours), 1e-9):.2f}x")
     return ours_ms, search_ms

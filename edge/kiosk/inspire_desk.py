@@ -16,7 +16,9 @@ import numpy as np
 from edge.bundle import Bundle, BundleError
 from edge.errors import UserError
 from edge.inspire import Encoding, PhotoEncoder
+from edge.inspire_refine import Refined, Search, catalogue_latents, small_pictures
 from edge.kiosk.api_error import ApiError
+from edge.kiosk.latents import DesignId, encode_latent
 from edge.kiosk.png import encode_png
 from edge.kiosk.service import KioskService
 from edge.photo_decode import decode_photo
@@ -37,6 +39,7 @@ class InspireDesk:
         self._encoder: PhotoEncoder | None = None
         self._error: str | None = None
         self.busy = 0  # inspire requests decoding or encoding now (the route refuses above MAX_CONCURRENT)
+        self._catalogues: dict[tuple[str, int | None], np.ndarray] = {}  # (model ID, class) -> 16 px pictures
 
     def _load(self, bundle: Bundle) -> None:
         self._model_id, self._encoder, self._error = bundle.model_id, None, None
@@ -84,14 +87,43 @@ class InspireDesk:
         crop = encoder.model_input(bgr)
         return encoding, crop
 
+    async def refine(self, bundle: Bundle, encoding: Encoding, target: np.ndarray,
+                     class_id: int | None) -> Refined:
+        """The search of `edge.inspire_refine` for designs more like `target` (the crop, RGB), each round one
+        request to the generation worker (its fast path: these pictures are scored, never shown)."""
+        search = Search(encoding, target, bundle.z_distribution, await self._catalogue(bundle, class_id))
+        while not search.done:
+            designs = [DesignId(bundle.model_id, class_id, encode_latent(z, bundle.z_distribution))
+                       for z in search.candidates()]
+            search.take(await self.service.score_designs(designs, small_pictures))
+        return search.result()
 
-def crop_png(crop: np.ndarray, encoder: PhotoEncoder) -> str:
-    """The encoder's input as a PNG data URL (dequantized back to pixels)."""
+    async def _catalogue(self, bundle: Bundle, class_id: int | None) -> np.ndarray:
+        """The search's catalogue for this model and class: made on first use (one worker request), then kept."""
+        key = (bundle.model_id, class_id)
+        catalogue = self._catalogues.get(key)
+        if catalogue is None:
+            designs = [DesignId(bundle.model_id, class_id, encode_latent(z, bundle.z_distribution))
+                       for z in catalogue_latents(bundle.z_dim, bundle.z_distribution)]
+            catalogue = await self.service.score_designs(designs, lambda images: small_pictures(images).astype(
+                np.float32))
+            self._catalogues = {k: v for k, v in self._catalogues.items() if k[0] == bundle.model_id}  # swapped out
+            self._catalogues[key] = catalogue
+            log.info("event=inspire_catalogue model_id=%s class=%s designs=%d", bundle.model_id, class_id,
+                     len(designs))
+        return catalogue
+
+
+def crop_rgb(crop: np.ndarray, encoder: PhotoEncoder) -> np.ndarray:
+    """The encoder's input dequantized back to RGB uint8 pixels."""
     from edge.kernels import postprocess
 
     spec = encoder.entry.input
     if spec.scale is not None:
-        rgb = postprocess(crop[None], scale=spec.scale, zero_point=spec.zero_point)[0]
-    else:
-        rgb = postprocess(crop[None].astype(np.float32))[0]
+        return postprocess(crop[None], scale=spec.scale, zero_point=spec.zero_point)[0]
+    return postprocess(crop[None].astype(np.float32))[0]
+
+
+def crop_png(rgb: np.ndarray) -> str:
+    """The encoder's input (see `crop_rgb`) as a PNG data URL."""
     return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode("ascii")

@@ -190,6 +190,10 @@ class KioskService:
                     from None
             raise ApiError(503, str(exc)) from None
 
+    async def score_designs(self, designs: Sequence[DesignId], post: Callable[[np.ndarray], Any]) -> Any:
+        """`post` of the designs' pictures, made on the worker's fast path (pictures nobody sees, e.g. scored)."""
+        return await self._generate(designs, exact=False, post=post)
+
     async def render(self, designs: Sequence[DesignId], route: str) -> list[bytes]:
         """PNG bytes for each design: from the cache, the rest generated in one worker request."""
         keys = [str(d) for d in designs]

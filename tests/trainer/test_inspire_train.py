@@ -100,6 +100,9 @@ def test_evaluate_encoder_measures_held_out_photos_and_draws_the_picture(
     assert fd["random_nearest_of_n"] <= fd["random_mean"] and set(fd["variations"]) == {"200", "300", "400",
                                                                                        "550", "700"}
     assert colour["reconstruction"] >= 0 and 0 <= report["class_agreement"] <= 1
+    # The kiosk's search, scored in pixels, must not leave the design further from the photo in colour.
+    assert 0 <= colour["searched"] <= colour["reconstruction"] * 1.05 and fd["searched"] > 0
+    assert fd["searched_ratio_to_random"] == round(fd["searched"] / fd["random_mean"], 4)
     picture = np.asarray(Image.open(out / "inspire.jpg"))
     rows = min(8, report["n_photos"])
     assert picture.shape[1] == 7 * 32 + 8 * 4 and picture.shape[0] == rows * 32 + (rows + 1) * 4

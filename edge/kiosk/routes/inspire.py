@@ -3,7 +3,9 @@
 Answers like /api/generate, ``{"designs": [...]}`` with the reconstruction first and then the variations, plus
 ``input`` (the picture the encoder saw, the model-input crop as a PNG data URL, for the page to show beside the
 designs; nothing is stored), ``source`` ("photo" or "camera") and, for a conditional model, the class it
-recognised. Query: `n` (at most the reconstruction and its variations) and `class`. Refusals, each with
+recognised. The encoder's latent is refined first by a short search for a design more like the picture
+(`edge.inspire_refine`, two rounds through the generation worker). Query: `n` (at most the reconstruction and
+its variations) and `class`. Refusals, each with
 ``{"error": "<what to do>"}`` the page shows as it is:
 
 - 400 a damaged or tiny photo, or a bad query; 413 a body over MAX_BODY_BYTES (this path's own limit, through
@@ -18,16 +20,20 @@ recognised. Query: `n` (at most the reconstruction and its variations) and `clas
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from edge.inspire import VARIATION_RADII_MILLI, InspireError, inspired_ids
 from edge.kiosk.api_error import ApiError
-from edge.kiosk.inspire_desk import MAX_CONCURRENT, InspireDesk, crop_png
+from edge.kiosk.inspire_desk import MAX_CONCURRENT, InspireDesk, crop_png, crop_rgb
 from edge.kiosk.routes.designs import MAX_CLASS_QUERY_CHARS, class_query
 from edge.kiosk.routes.table import Routes
 from edge.photo_decode import MAX_PHOTO_BYTES, PhotoError
+
+log = logging.getLogger(__name__)
 
 INSPIRE_PATH = "/api/inspire"
 MAX_BODY_BYTES = MAX_PHOTO_BYTES + 64 * 1024  # the body limit of this one path (the others stay small)
@@ -61,14 +67,22 @@ def register(routes: Routes) -> None:
                 encoding, crop = await asyncio.to_thread(desk.encode, encoder, body)
             except (PhotoError, InspireError) as exc:
                 raise ApiError(exc.status, str(exc)) from None
+            ids, bundle = service.ids, encoder.bundle
+            class_id = ids.class_id(class_query(class_))
+            if class_id is None and bundle.class_names is not None:
+                class_id = encoding.class_id
+            target = crop_rgb(crop, encoder)
+            t0 = time.perf_counter()
+            refined = await desk.refine(bundle, encoding, target, class_id)
+            log.info("event=inspire_refined candidates=%d distance_before=%.0f distance_after=%.0f ms=%.0f",
+                     refined.candidates, refined.start_distance, refined.distance, 1000 * (time.perf_counter() - t0))
         finally:
             desk.busy -= 1
-        ids, bundle = service.ids, encoder.bundle
-        designs = inspired_ids(bundle, encoding, n, ids.class_id(class_query(class_)))
+        designs = inspired_ids(bundle, refined.encoding, n, class_id)
         ids.check_depth(designs)
         await service.render(designs, "inspire")
         payload: dict[str, object] = {"designs": [ids.design_json(d) for d in designs],
-                                      "input": crop_png(crop, encoder),
+                                      "input": crop_png(target),
                                       "source": "photo" if body else "camera"}
         if bundle.class_names is not None and encoding.class_id is not None:
             payload["recognised"] = {"class": bundle.class_names[encoding.class_id],
