@@ -73,6 +73,11 @@ class TensorQuant:
     name: str = ""  # "z", "class_onehot" or "image": how the model's signature names it
 
 
+# Optional models beside the generator, each with its own manifest entry (file, sha256, bytes, tensors): the
+# inspire encoder (parsed here), the 2x upscaler (parsed by edge.upscaler when the kiosk first enlarges a design).
+OPTIONAL_MODELS: tuple[str, ...] = ("encoder", "upscaler")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One TFLite file of the bundle: its static batch size and its tensors (inputs: z first)."""
@@ -187,13 +192,14 @@ def write_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
             raise BundleError(f"cannot write the manifest: model file {path} does not exist")
         files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
     manifest["files"] = files
-    if isinstance(manifest.get("encoder"), dict):  # hashed in its own entry: a bad encoder must not block loading
-        encoder = dict(manifest["encoder"])
-        path = bundle_dir / _safe_file_name(encoder.get("file"), bundle_dir)
-        if not path.is_file():
-            raise BundleError(f"cannot write the manifest: encoder file {path} does not exist")
-        encoder.update(sha256=file_sha256(path), bytes=path.stat().st_size)
-        manifest["encoder"] = encoder
+    for extra in OPTIONAL_MODELS:  # each hashed in its own entry: a bad encoder or upscaler must not block loading
+        if isinstance(manifest.get(extra), dict):
+            entry = dict(manifest[extra])
+            path = bundle_dir / _safe_file_name(entry.get("file"), bundle_dir)
+            if not path.is_file():
+                raise BundleError(f"cannot write the manifest: {extra} file {path} does not exist")
+            entry.update(sha256=file_sha256(path), bytes=path.stat().st_size)
+            manifest[extra] = entry
     _parse_manifest(manifest, bundle_dir)  # the writer and the reader agree on what a valid manifest is
     out = bundle_dir / MANIFEST
     tmp = bundle_dir / f".{MANIFEST}.tmp"
@@ -269,6 +275,22 @@ def _parse_encoder(data: Any, bundle_dir: Path, fields: dict[str, Any]) -> Encod
         raise BundleError(f"{where} outputs have shapes {[list(t.shape) for t in outputs]}, expected "
                           f"{[list(w) for w in want]}")
     return EncoderEntry(file=file, input=image, outputs=outputs)
+
+
+def check_optional_file(data: Any, bundle_dir: Path, where: str, remedy: str) -> str:
+    """An optional model's entry (a JSON object naming its file) and the file itself (size, sha256, TFLite
+    identifier); returns the file name. BundleError says what is wrong and `remedy` what to do."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where} should be a JSON object: {remedy}")
+    file = _safe_file_name(_require(data, "file", str, where), bundle_dir)
+    _verify_files({file: {"sha256": data.get("sha256"), "bytes": data.get("bytes")}}, bundle_dir)
+    _check_tflite_identifier(bundle_dir / file)
+    return file
+
+
+def parse_tensor(data: Any, where: str) -> TensorQuant:
+    """A tensor entry of the manifest (name, dtype, shape, int8 scale and zero point)."""
+    return _parse_tensor(data, where)
 
 
 def _require(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -64,3 +64,15 @@ def tiny_conditional_inspire_bundle(tmp_path_factory: pytest.TempPathFactory, ti
     """The class-conditional tiny bundle with an inspire encoder (z and class logits)."""
     return add_encoder(tiny_conditional_bundle, tmp_path_factory.mktemp("bundles") / "tiny-cond-inspire",
                        garment_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, garment_dir: Path) -> Path:
+    """A copy of the tiny bundle with a briefly trained 2x upscaler (the real `atelier train-upscaler` path)."""
+    from trainer.upscaler import UpscalerTrainConfig
+    from trainer.upscaler_export import run_train_upscaler
+
+    out = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("bundles") / "tiny-upscaler"))
+    run_train_upscaler(out, garment_dir, UpscalerTrainConfig(steps=40, batch_size=8, crop_px=32),
+                       command=["pytest-fixture"], progress=False)
+    return out

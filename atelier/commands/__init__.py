@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export",
     "train_encoder",
     "evaluate_encoder",
+    "train_upscaler",
     "generate",
     "kiosk",
     "capture",

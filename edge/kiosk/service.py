@@ -27,6 +27,7 @@ from edge.kiosk.latents import DesignId, DesignIdError, LatentResolver
 from edge.kiosk.png import PngCache, decode_png, encode_each, encode_png
 from edge.kiosk.prometheus import KioskMetrics
 from edge.kiosk.worker import GenerationWorker, WorkerBusyError, WorkerStoppedError, make_worker
+from edge.upscaler import Upscaler, enlarge, load_upscaler
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class KioskService:
         self.metrics.camera_status = self._camera_counts
         self.started_t = time.monotonic()
         self.stopping = False
+        self._upscaler_lock = threading.Lock()
+        self._upscaler: tuple[str, Upscaler | None, str | None] | None = None  # (model ID, upscaler, why not)
 
     # Model -----------------------------------------------------------------------------------------------
 
@@ -208,8 +211,18 @@ class KioskService:
         self.metrics.designs_served.inc(len(keys), route)
         return [p for p in pngs if p is not None]
 
+    def upscaler(self) -> tuple[Upscaler | None, str | None]:
+        """The learned 2x upscaler of the model serving now (loaded on first use), or None and why not."""
+        bundle = self.bundle
+        with self._upscaler_lock:
+            if self._upscaler is None or self._upscaler[0] != bundle.model_id:
+                self._upscaler = (bundle.model_id, *load_upscaler(bundle, num_threads=self.config.num_threads,
+                                                                  delegate=self.config.delegate))
+            return self._upscaler[1], self._upscaler[2]
+
     async def design_png(self, design: DesignId, scale: int) -> bytes:
-        """One design as PNG, enlarged `scale` times by the C++ upscale kernel (bilinear: a smooth print)."""
+        """One design as PNG, enlarged `scale` times: by the bundle's learned upscaler (edge.upscaler) for even
+        scales when it has one, else by the C++ bilinear upscale kernel."""
         (png,) = await self.render([design], "png")
         if scale == 1:
             return png
@@ -217,12 +230,11 @@ class KioskService:
             raise ApiError(400, f"scale {scale} would make a picture over {MAX_SAVE_PX} px; "
                                 f"the most for this model is {MAX_SAVE_PX // self.bundle.size_px}")
 
-        def enlarge() -> bytes:
-            from edge.kernels import upscale
+        def enlarged() -> bytes:
+            upscaler, _ = self.upscaler()
+            return encode_png(enlarge(decode_png(png), scale, upscaler), compress=True)
 
-            return encode_png(upscale(decode_png(png), scale, mode="bilinear"), compress=True)
-
-        return await asyncio.to_thread(enlarge)
+        return await asyncio.to_thread(enlarged)
 
     async def walk_strip(
         self, seed: int, start: int, count: int, class_id: int | None
@@ -276,6 +288,9 @@ class KioskService:
             },
             "last_error": candidates[0] if candidates else None,
         }
+        if self.bundle.manifest.get("upscaler") is not None:
+            upscaler, why = self.upscaler()
+            report["upscaler"] = {"available": upscaler is not None, "reason": why}
         for extra in self.health_extras:
             report.update(extra())
         return report

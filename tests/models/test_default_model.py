@@ -96,3 +96,32 @@ def test_default_bundle_has_an_inspire_encoder_within_its_budgets() -> None:
     rgb = render_garment("t-shirt", 160, np.random.default_rng(0), pattern="plain", colour=(30, 60, 170))
     encoding = PhotoEncoder(bundle, num_threads=1).encode(np.ascontiguousarray(rgb[:, :, ::-1]))
     assert encoding.z.shape == (128,) and np.isfinite(encoding.z).all() and encoding.class_id is None
+
+
+def test_default_bundle_has_a_learned_upscaler_sharper_than_bilinear() -> None:
+    """The 256 px path: the committed upscaler, linted again, within the 1.5 GMAC of a 256 px design with the
+    generator, and its record beating the bilinear kernel on held-out photos (bench/upscale.py measures it again)."""
+    from edge.upscaler import load_upscaler
+    from trainer.edgetpu_lint import lint_model
+    from trainer.upscaler import UPSCALER_FILE
+
+    bundle = load_bundle(DEFAULT)
+    entry = bundle.manifest["upscaler"]
+    lint = lint_model(DEFAULT / UPSCALER_FILE)
+    assert lint["edgetpu_ready"] and not lint["issues"] and lint["float_tensors"] == 0
+    from trainer.config import TrainConfig
+    from trainer.networks import build_generator, generator_macs
+
+    g_macs = generator_macs(build_generator(TrainConfig.from_json(bundle.manifest["training"]["config"])))
+    assert entry["macs"] + g_macs <= 1_500_000_000  # the 256 px path's budget
+    total = sum(f["bytes"] for f in bundle.manifest["files"].values()) + bundle.manifest["encoder"]["bytes"] \
+        + entry["bytes"]
+    assert total <= EDGE_TPU_WEIGHT_CACHE_BYTES
+    assert entry["parity"]["passed"] and entry["training"]["command"][:2] == ["atelier", "train-upscaler"]
+    versus = entry["versus_bilinear"]
+    assert versus["n_photos"] >= 50 and versus["psnr_db"]["ours"] > versus["psnr_db"]["bilinear"] + 0.5
+    assert versus["sharpness"]["ours"] > 1.2 * versus["sharpness"]["bilinear"]
+    upscaler, why = load_upscaler(bundle)
+    assert upscaler is not None, why
+    design = DesignGenerator(bundle, batch=1).generate(np.zeros((1, bundle.z_dim), np.float32))[0]
+    assert upscaler.upscale2x(design).shape == (256, 256, 3)

@@ -90,6 +90,8 @@ def register(routes: Routes) -> None:
                 "walk_frames_per_request": 8,
                 "max_designs": config.max_designs,
                 "max_scale": min(MAX_SCALE, 2048 // bundle.size_px),
+                # The detail view shows designs at 2x from the bundle's learned upscaler when it has one.
+                "sharp_2x": service.upscaler()[0] is not None,
             },
         }
 

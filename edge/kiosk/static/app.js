@@ -322,11 +322,12 @@ function openDesign(design, push = true) {
 function showDesign(design) {
   state.current = design;
   const img = $("detail-img");
-  img.src = design.url;
+  // With the bundle's learned upscaler the big picture is its 2x enlargement (sharper than the browser's own).
+  img.src = state.info.ui.sharp_2x ? `${design.url}?scale=2` : design.url;
   $("detail-caption").textContent = describe(design);
   $("detail-id").textContent = design.id;
   show("view-detail");
-  // Save at the size it is shown, enlarged on the kiosk by the C++ upscale kernel.
+  // Save at the size it is shown, enlarged on the kiosk (learned 2x upscaler, then the C++ bilinear kernel).
   requestAnimationFrame(() => {
     const shownPx = img.getBoundingClientRect().width * (window.devicePixelRatio || 1);
     const scale = Math.max(1, Math.min(state.info.ui.max_scale, Math.round(shownPx / state.info.size_px)));
