@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +24,12 @@ from edge.bundle import load_bundle, write_manifest
 from edge.designs import DesignGenerator
 from edge.errors import UserError
 from trainer.encoder import ENCODER_FILE, MAX_MACS, EncoderSpec, encoder_macs, output_names
+from trainer.int8_convert import convert_image_model_int8
 
 log = logging.getLogger(__name__)
 
 MIN_DESIGN_PSNR_DB = 20.0  # parity floor: median PSNR of designs from the int8 latent vs the float latent
 REPRESENTATIVE_N = 200
-
-
-def _convert(model: Any, spec: EncoderSpec, pictures: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec((1, spec.size_px, spec.size_px, 3), tf.float32, name="image")]
-
-    def representative():
-        for picture in pictures[:REPRESENTATIVE_N]:
-            yield {"image": picture[None].astype(np.float32)}
-
-    with tempfile.TemporaryDirectory(prefix="atelier-encoder-") as saved:
-        model.export(saved, format="tf_saved_model", input_signature=signature, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-                return converter.convert()
-        except Exception as exc:  # ConverterError and friends, with long MLIR dumps
-            raise UserError(f"TFLite conversion of the encoder failed: {str(exc)[:2000]}") from exc
 
 
 def _entry(path: Path, spec: EncoderSpec) -> dict[str, Any]:
@@ -147,7 +122,8 @@ def export_encoder(model: Any, spec: EncoderSpec, bundle_dir: str | Path, calibr
         for path in bundle_dir.iterdir():  # the bundle as it is, plus the new encoder: checked before it lands
             if path.is_file():
                 shutil.copy2(path, staging / path.name)
-        (staging / ENCODER_FILE).write_bytes(_convert(prepared, spec, calibration))
+        (staging / ENCODER_FILE).write_bytes(
+            convert_image_model_int8(prepared, spec.size_px, calibration[:REPRESENTATIVE_N], "encoder"))
         entry = _entry(staging / ENCODER_FILE, spec)
         manifest = dict(bundle.manifest)
         manifest["encoder"] = entry

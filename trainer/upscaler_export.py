@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from edge.bundle import load_bundle, write_manifest
 from edge.designs import DesignGenerator
 from edge.errors import UserError
+from trainer.int8_convert import convert_image_model_int8
 from trainer.upscaler import (
     FACTOR,
     MAX_MACS,
@@ -40,31 +40,6 @@ log = logging.getLogger(__name__)
 MIN_PARITY_PSNR_DB = 30.0  # int8 against float enlargements, median over the parity pictures
 N_CALIBRATION = 160
 N_PARITY = 48
-
-
-def _convert(model: Any, size_px: int, pictures: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec((1, size_px, size_px, 3), tf.float32, name="image")]
-
-    def representative():
-        for picture in pictures:
-            yield {"image": picture[None].astype(np.float32)}
-
-    with tempfile.TemporaryDirectory(prefix="atelier-upscaler-") as saved:
-        model.export(saved, format="tf_saved_model", input_signature=signature, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-                return converter.convert()
-        except Exception as exc:  # ConverterError and friends, with long MLIR dumps
-            raise UserError(f"TFLite conversion of the upscaler failed: {str(exc)[:2000]}") from exc
 
 
 def _entry(path: Path) -> dict[str, Any]:
@@ -122,7 +97,7 @@ def run_train_upscaler(bundle_dir: str | Path, data: str | Path, cfg: UpscalerTr
         for path in bundle_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, staging / path.name)
-        (staging / UPSCALER_FILE).write_bytes(_convert(model, bundle.size_px, calibration))
+        (staging / UPSCALER_FILE).write_bytes(convert_image_model_int8(model, bundle.size_px, calibration, "upscaler"))
         manifest = dict(bundle.manifest)
         manifest["upscaler"] = entry = _entry(staging / UPSCALER_FILE)
         write_manifest(staging, manifest)
