@@ -48,6 +48,13 @@ def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _state_active(models: Path) -> str | None:
+    try:
+        return json.loads((models / ".hot-swap.json").read_text()).get("active")
+    except (OSError, ValueError):  # not written yet, or the damaged one still there
+        return None
+
+
 def wait_for_a_scan(client: httpx.Client, models: Path, bundle: Path, name: str = "probe") -> None:
     """Drop a damaged copy of `bundle` into the models folder and wait until the watcher rejects it: proof that
     it scanned (and would have swapped any other candidate in) after this point."""
@@ -409,8 +416,8 @@ def test_a_kiosk_with_a_damaged_state_file_keeps_serving_and_watching(
             new_id = load_bundle(tiny_conditional_bundle).model_id
             shutil.copytree(tiny_conditional_bundle, models / ".incoming").rename(models / "next")
             wait_for(lambda: client.get("/api/info").json()["model_id"] == new_id, what="the swap")
-        # The watcher wrote a good state file again.
-        assert json.loads((models / ".hot-swap.json").read_text())["active"] == str((models / "next").resolve())
+        # The watcher writes a good state file again, just after the swap (the new model serves first).
+        wait_for(lambda: _state_active(models) == str((models / "next").resolve()), what="the state file")
     finally:
         srv.stop()
 
