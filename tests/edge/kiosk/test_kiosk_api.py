@@ -7,7 +7,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -523,25 +523,34 @@ def test_a_dead_worker_makes_healthz_503_and_requests_503(kiosk_bundle: Path) ->
         srv.stop()
 
 
-def _keep_busy(worker: GenerationWorker) -> tuple[np.ndarray, Future]:
-    """Submit 3000 designs and wait until the worker has taken them off the queue: the next ones wait in it."""
+def _keep_busy(worker: GenerationWorker) -> tuple[np.ndarray, Future, Callable[[], None]]:
+    """Submit 3000 designs whose post-processing waits for `release()`, and wait until the worker has taken them:
+    until the test releases it, the worker is busy and the next requests wait in the queue, however fast or loaded
+    the machine is."""
+    gate = threading.Event()
+
+    def held(images: np.ndarray) -> np.ndarray:
+        gate.wait(120)
+        return images
+
     z = worker.sample_latents(3000, 0)
-    busy = worker.submit(z)
+    busy = worker.submit(z, post=held)
     deadline = time.monotonic() + 30
-    while worker.status()["busy_s"] is None and not busy.done():
+    while worker.status()["busy_s"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    return z, busy
+    return z, busy, gate.set
 
 
 def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
     worker = make_worker(load_bundle(kiosk_bundle), queue_limit=1)
     worker.start()
     try:
-        z, busy = _keep_busy(worker)
+        z, busy, release = _keep_busy(worker)
         waiting = worker.submit(z[:1])  # the one queue slot
         with pytest.raises(WorkerBusyError):
             worker.submit(z[:1])
+        release()
         assert busy.result(timeout=120).shape == (3000, 32, 32, 3)
         assert waiting.result(timeout=120).shape == (1, 32, 32, 3)
     finally:
@@ -552,11 +561,12 @@ def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle:
     worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
     try:
-        z, busy = _keep_busy(worker)
+        z, busy, release = _keep_busy(worker)
         # What wrap_future does when the request's asyncio task is cancelled (the client went away).
         abandoned = worker.submit(z[:2])
         assert abandoned.cancel()
         queued = worker.submit(z[:3])  # batched together with the abandoned one
+        release()
         assert queued.result(timeout=120).shape == (3, 32, 32, 3)
         assert busy.result(timeout=120).shape == (3000, 32, 32, 3)
         assert abandoned.cancelled()
@@ -609,9 +619,10 @@ def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request
 def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle: Path) -> None:
     worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
-    z, busy = _keep_busy(worker)
+    z, busy, release = _keep_busy(worker)
     waiting, gone = worker.submit(z[:1]), worker.submit(z[:2])
     assert gone.cancel()
+    release()
     worker.stop(timeout_s=120)  # must not raise on the cancelled one
     assert busy.result(timeout=1).shape == (3000, 32, 32, 3)  # the running batch finished
     assert waiting.result(timeout=1).shape == (1, 32, 32, 3)  # so did what was queued (a hot swap relies on it)
@@ -623,10 +634,11 @@ def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle
 def test_requests_left_in_the_queue_when_stop_gives_up_fail_clearly(kiosk_bundle: Path) -> None:
     worker = make_worker(load_bundle(kiosk_bundle))
     worker.start()
-    z, busy = _keep_busy(worker)
+    z, busy, release = _keep_busy(worker)
     queued = [worker.submit(z) for _ in range(3)]
     assert queued[1].cancel()
     worker.stop(timeout_s=0.001)  # gives up waiting at once: what is still queued is failed, not left hanging
+    release()
     outcomes = []
     for future in (queued[0], queued[2]):
         try:
