@@ -23,10 +23,32 @@ def prepare_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig
             raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
         saved = TrainConfig.from_json(run_folder.read_config(run_dir))
         saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs else saved.epochs
+        if cfg.data_dir:  # --data on --resume: the same photos in another place (a run carried to another machine)
+            saved.data_dir = cfg.data_dir
         return saved
     if config_path.exists() or checkpoints.list_checkpoints(run_dir / "checkpoints"):
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
     return cfg
+
+
+def _check_same_data(run_dir: Path, data: TrainingData) -> None:
+    """On --resume: the photos found must be the ones the run trained on (by class and count, from its
+    data_report.json), wherever they sit now."""
+    import json
+
+    path = run_dir / run_folder.DATA_REPORT
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # an older run folder without a readable report: nothing to compare with
+    if not isinstance(saved, dict):
+        return
+    then = (saved.get("class_names"), saved.get("class_counts"), saved.get("n_files"))
+    now = (data.class_names, data.report.class_counts, data.report.n_files)
+    if then != now:
+        raise UserError(f"the photos in {data.report.data_dir} are not the ones this run trained on "
+                        f"({then[2]} files in {then[0]} then, {now[2]} in {now[0]} now): give --data the same "
+                        "folder, or start a new run")
 
 
 def start_run(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainingData | None, progress: bool,
@@ -66,6 +88,8 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainingData 
             select = (lambda n: shard_mask(n, cfg.batch_size, cfg.seed, first_row, rows)) if multi else None
             data = load_training_data(cfg.data_dir, cfg.size_px, classes=cfg.class_names, crop=cfg.crop,
                                       progress=progress, select=select)
+        if resume and not multi:
+            _check_same_data(run_dir, data)
         if cfg.conditional:
             if len(data.class_names) < 2:
                 raise UserError("--conditional needs at least two classes (class subfolders) in the data")

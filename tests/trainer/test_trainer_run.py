@@ -91,6 +91,39 @@ def test_resume_after_epoch_one_equals_the_uninterrupted_run(garment_dir: Path, 
     assert [r["epoch"] for r in run_folder.read_metrics(tmp_path / "split")] == [1, 2]
 
 
+def test_a_run_carried_elsewhere_resumes_with_its_photos_found_by_data(garment_dir: Path, tmp_path: Path) -> None:
+    """A run folder committed and cloned elsewhere: only its config, reports and last checkpoint travel, its
+    recorded data folder is not there; `--resume --data` names the same photos in their new place."""
+    import shutil
+
+    def cfg(epochs: int, data: Path):
+        return preset("tiny", epochs=epochs, data_dir=str(data), seed=11, steps_per_checkpoint=3)
+
+    straight = train(cfg(2, garment_dir), tmp_path / "straight", progress=False)
+    train(cfg(1, garment_dir), tmp_path / "here", progress=False)
+    carried = tmp_path / "carried"
+    (carried / "checkpoints").mkdir(parents=True)
+    for name in ("config.json", "data_report.json", "metrics.jsonl", "summary.json"):
+        shutil.copy2(tmp_path / "here" / name, carried / name)
+    last = checkpoints.list_checkpoints(tmp_path / "here" / "checkpoints")[-1]
+    shutil.copy2(last, carried / "checkpoints" / last.name)
+    config = json.loads((carried / "config.json").read_text())
+    config["data_dir"] = "../datasets/gone/train"  # a relative path of the machine it came from
+    (carried / "config.json").write_text(json.dumps(config))
+    moved = Path(shutil.copytree(garment_dir, tmp_path / "elsewhere" / "photos"))
+    resumed = train(cfg(2, moved), carried, resume=True, progress=False)
+    assert resumed.steps == straight.steps == 8
+    a = _ckpt(tmp_path / "straight" / "checkpoints" / "ckpt-000000008.npz")
+    b = _ckpt(carried / "checkpoints" / "ckpt-000000008.npz")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Other photos under --data are refused before anything is written.
+    other = Path(shutil.copytree(garment_dir, tmp_path / "other"))
+    next(p for p in other.rglob("*.png")).unlink()
+    with pytest.raises(UserError, match="not the ones this run trained on"):
+        train(cfg(3, other), carried, resume=True, progress=False)
+
+
 def test_time_budget_stops_mid_epoch_and_resume_continues_exactly(garment_dir: Path, tmp_path: Path) -> None:
     def cfg(epochs: int):
         return preset("tiny", epochs=epochs, data_dir=str(garment_dir), seed=11, steps_per_checkpoint=3)
