@@ -1,4 +1,5 @@
-"""The camera preview picture: the live frame beside the model-input crop (what the model sees), as a JPEG."""
+"""The camera preview picture, as a JPEG: for staff, the live frame beside the model-input crop (what the model
+sees); for a shopper ("Design from my garment"), the live frame alone, larger (the page draws its framing guide)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,24 @@ import numpy as np
 from edge.kiosk.camera import Frame
 
 PREVIEW_HEIGHT_PX = 240
+LIVE_HEIGHT_PX = 480  # the shopper's live view is shown large
+VIEWS: tuple[str, ...] = ("staff", "live")
 
 
-def preview_jpeg(frame: Frame, quality: int = 80) -> bytes:
-    """The live frame beside the model-input crop (what the model would see), as one JPEG."""
+def preview_jpeg(frame: Frame, quality: int = 80, view: str = "staff") -> bytes:
+    """The preview of `view` ("staff": the live frame beside the model-input crop; "live": the frame alone)."""
     import cv2
 
     from edge.kernels import postprocess, upscale
 
     h, w = frame.bgr.shape[:2]
-    live = cv2.resize(frame.bgr, (max(1, round(w * PREVIEW_HEIGHT_PX / h)), PREVIEW_HEIGHT_PX),
-                      interpolation=cv2.INTER_AREA)
+    height = min(h, LIVE_HEIGHT_PX) if view == "live" else PREVIEW_HEIGHT_PX
+    live = cv2.resize(frame.bgr, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+    if view == "live":
+        ok, buf = cv2.imencode(".jpg", live, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return buf.tobytes()
     crop_rgb = postprocess(frame.model_input[None])[0]
     factor = max(1, PREVIEW_HEIGHT_PX // crop_rgb.shape[0])
     crop = upscale(crop_rgb, factor, mode="nearest")[:, :, ::-1]

@@ -56,14 +56,13 @@
     return root;
   }
 
-  // The preview is the live frame with the model-input crop beside it (size_px x factor wide); the guide marks
-  // the centre square of the live part, the square the model sees.
+  // The preview is the live frame alone (view=live); the guide marks its centre square, the square the model sees.
   function placeGuide() {
     const img = byId("inspire-preview");
     const guide = ui.root.querySelector(".inspire-guide");
     const w = img.naturalWidth, h = img.naturalHeight;
-    if (!w || !h || !ui.sizePx) return;
-    const liveW = w - ui.sizePx * Math.max(1, Math.floor(h / ui.sizePx));
+    if (!w || !h) return;
+    const liveW = w;
     const side = Math.min(liveW, h);
     guide.style.left = `${(100 * (liveW - side)) / 2 / w}%`;
     guide.style.width = `${(100 * side) / w}%`;
@@ -83,7 +82,7 @@
     const hasCamera = ui.camera;
     byId("inspire-shoot").hidden = !hasCamera;
     byId("inspire-nocam").hidden = hasCamera;
-    if (hasCamera) byId("inspire-preview").src = "/camera.mjpg";
+    if (hasCamera) byId("inspire-preview").src = "/camera.mjpg?view=live";
   }
 
   function close() {

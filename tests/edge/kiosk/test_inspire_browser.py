@@ -3,6 +3,8 @@ default bundle, its synthetic camera holding a plain t-shirt of a known colour."
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +57,12 @@ def test_designs_from_the_camera_take_the_garments_colour(page: Page, server: Ba
     entry.tap()
     expect(page.locator("#inspire")).to_be_visible()
     expect(page.locator(".inspire-guide")).to_be_visible()  # the framing guide over the live preview
-    assert page.get_attribute("#inspire-preview", "src") == "/camera.mjpg"
+    assert page.get_attribute("#inspire-preview", "src") == "/camera.mjpg?view=live"  # the frame alone, large
+    page.wait_for_function("() => document.querySelector('#inspire-preview').naturalWidth > 0")
+    assert page.eval_on_selector("#inspire-preview", "i => [i.naturalWidth, i.naturalHeight]") == [640, 480]
+    guide = page.eval_on_selector(".inspire-guide", "g => g.getBoundingClientRect().toJSON()")
+    live = page.eval_on_selector("#inspire-preview", "i => i.getBoundingClientRect().toJSON()")
+    assert abs(guide["width"] - live["height"]) < 3 and abs(guide["x"] - (live["x"] + live["width"] / 8)) < 3
     page.tap("#inspire-shoot")
     expect(page.locator("#inspire-count")).to_be_visible()  # the countdown
     expect(page.locator("#inspire-result")).to_be_visible(timeout=20000)
@@ -65,6 +72,9 @@ def test_designs_from_the_camera_take_the_garments_colour(page: Page, server: Ba
                            "i => i.complete && i.naturalWidth > 0)", timeout=15000)
     assert page.eval_on_selector("#inspire-input", "i => i.naturalWidth") == 128  # what the encoder saw
     page.screenshot(path=str(tmp_path / "inspire.png"))
+    keep = os.environ.get("ATELIER_SCREENSHOTS")  # docs/inspire-kiosk.jpg is made this way
+    if keep:
+        shutil.copy2(tmp_path / "inspire.png", Path(keep) / "inspire-kiosk.png")
 
     with httpx.Client(base_url=server.url, timeout=30.0) as client:
         ours = [centre_colour(client, f"/api/design/{i}.png") for i in ids]

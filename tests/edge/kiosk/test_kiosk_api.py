@@ -392,6 +392,14 @@ def test_the_synthetic_camera_feeds_the_live_preview(server: BackgroundServer) -
     assert not np.array_equal(frames[0], frames[-1])  # the picture moves
     snapshot = httpx.get(f"{server.url}/api/camera.jpg")
     assert snapshot.status_code == 200 and png_pixels(snapshot.content).shape[0] == 240
+    assert png_pixels(snapshot.content).shape[1] > 320  # the staff view: the frame and what the model sees
+    live = read_mjpeg_frames(f"{server.url}/camera.mjpg?view=live", 2)
+    assert all(f is not None and f.shape[:2] == (240, 320) for f in live)  # the shopper's view: the frame alone
+    assert png_pixels(httpx.get(f"{server.url}/api/camera.jpg", params={"view": "live"}).content).shape[:2] == \
+        (240, 320)
+    for path in ("/api/camera.jpg", "/camera.mjpg"):
+        bad = httpx.get(f"{server.url}{path}", params={"view": "mirror"})
+        assert bad.status_code == 400 and "view must be one of staff, live" in bad.json()["error"]
 
 
 def test_healthz_reports_model_uptime_and_camera(client: httpx.Client, server: BackgroundServer) -> None:
