@@ -46,7 +46,9 @@ def tensorflow_mapped(pid: int) -> list[str]:
 
 
 def shopper_load(c: httpx.Client, grids: int) -> int:
-    """Grids with every picture fetched, a "more like this" and a mix per grid, walk strips and a preview."""
+    """Grids with every picture fetched, a "more like this" and a mix per grid, walk strips, each grid's first
+    design at 2x (the detail view: the learned upscaler when the bundle has one), "Design from my garment" from
+    the camera (its encoder and search catalogue) and a preview."""
     designs = 0
     for g in range(grids):
         grid = c.post("/api/generate", json={"n": 8}).json()["designs"]
@@ -56,6 +58,12 @@ def shopper_load(c: httpx.Client, grids: int) -> int:
             c.get(d["url"]).raise_for_status()
         designs += len(grid) + len(near) + len(mix)
         c.get("/api/walk.png", params={"seed": g, "start": 0, "count": 16}).raise_for_status()
+        c.get(grid[0]["url"], params={"scale": 2}).raise_for_status()
+        inspired = c.post("/api/inspire")
+        if inspired.status_code == 200:
+            for d in inspired.json()["designs"]:
+                c.get(d["url"]).raise_for_status()
+            designs += len(inspired.json()["designs"])
     with c.stream("GET", "/camera.mjpg") as stream:
         parts = 0
         for chunk in stream.iter_bytes():
@@ -92,7 +100,7 @@ def main() -> int:
 
     rss_mb, peak_mb = mem["VmRSS"] / 1024, mem["VmHWM"] / 1024
     print(f"kiosk on {args.bundle} (runtime {backend}), camera {args.camera}; {designs} designs served, "
-          f"every picture fetched, plus walk strips and a preview stream")
+          f"every picture fetched, plus walk strips, 2x pictures, designs from the camera and a preview stream")
     print(f"{'measure':<34} {'ours':>10} {'budget':>10} {'ours/budget':>12}")
     print(f"{'start -> READY':<34} {ready_s:>9.2f}s {BUDGET_START_S:>9.1f}s {ready_s / BUDGET_START_S:>12.2f}")
     print(f"{'start -> first design shown':<34} {first_design_s:>9.2f}s {BUDGET_START_S:>9.1f}s "

@@ -67,11 +67,18 @@ def _centre_weight() -> np.ndarray:
 _WEIGHT = _centre_weight()
 
 
+SMALL_CHUNK = 16  # pictures converted at a time: the catalogue's 256 as float64 at once would be 100 MB
+
+
 def small_pictures(images: np.ndarray) -> np.ndarray:
-    """(n, s, s, 3) uint8 -> (n, 16, 16, 3) float64 area means (s a multiple of 16)."""
+    """(n, s, s, 3) uint8 -> (n, 16, 16, 3) float64 area means (s a multiple of 16), a few pictures at a time."""
     n, s = images.shape[0], images.shape[1]
     f = s // SMALL_PX
-    return images.astype(np.float64).reshape(n, SMALL_PX, f, SMALL_PX, f, 3).mean(axis=(2, 4))
+    out = np.empty((n, SMALL_PX, SMALL_PX, 3), np.float64)
+    for i in range(0, n, SMALL_CHUNK):
+        chunk = images[i : i + SMALL_CHUNK].astype(np.float32).reshape(-1, SMALL_PX, f, SMALL_PX, f, 3)
+        out[i : i + SMALL_CHUNK] = chunk.mean(axis=(2, 4), dtype=np.float64)
+    return out
 
 
 def likeness_distance(designs: np.ndarray, target: np.ndarray) -> np.ndarray:
