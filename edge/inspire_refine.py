@@ -4,13 +4,15 @@ The encoder's guess is a good start but not the best the generator can do for th
 the encoder learned from the generator's own designs). The kiosk therefore draws candidates and keeps the one
 whose design is most like the encoder's input crop, all with the int8 generator the kiosk already runs:
 
+0. the encoder's own design alone: when its central colour is within COLOUR_MISS_RGB of the picture's, the
+   encoder's latent is kept and nothing more is made;
 1. the encoder's latent, LOCAL_PER_ROUND - 1 latents around it at radius ROUNDS[0], and the CATALOGUE_PICKS
    designs of the model's catalogue most like the picture (a wide net for garments the encoder misreads);
 2. the best of those and LOCAL_PER_ROUND - 1 latents around it at radius ROUNDS[1].
 
 The catalogue is CATALOGUE_SIZE fixed prior draws made once per model (and class), kept only as 16 x 16
-pictures (3 KB a design), so picking from it costs no generator call: the search makes 2 x LOCAL_PER_ROUND +
-CATALOGUE_PICKS designs a picture.
+pictures (3 KB a design), so picking from it costs no generator call: the search makes 1 design a picture when
+the encoder has the colour, else 1 + 2 x LOCAL_PER_ROUND + CATALOGUE_PICKS.
 
 "Most like" is `likeness_distance`: both pictures area-averaged to 16 x 16, a centre-weighted squared pixel
 error (the garment sits in the middle; the backdrop matters less) plus the squared error of the central colour,
@@ -105,6 +107,10 @@ def _parts(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pixel, ((centre(d) - centre(t)) ** 2).sum(axis=1)
 
 
+# A step of "one prior std dev": N(0, 1) has std 1, U(-1, 1) has std 1/sqrt(3) (as edge.kiosk.latents moves them).
+_STEP_SCALE = {"normal": 1.0, "uniform": 1.0 / np.sqrt(3.0)}
+
+
 def _on_prior(z: np.ndarray, distribution: str) -> np.ndarray:
     """A moved latent back on the prior: the N(0, I) typical sphere, or the U(-1, 1) box."""
     if distribution == "uniform":
@@ -153,7 +159,7 @@ class Search:
             self.picks = catalogue_latents(self.z_dim, distribution)[order[:CATALOGUE_PICKS]]
         self.rng = np.random.default_rng(_seed_of(target))
         self.best = encoding.z.astype(np.float32)
-        self.round = 0
+        self.round = -1  # -1: the check (the encoder's own design alone), then the rounds
         self.start = self.best_distance = float("nan")
         self.made = 0
         self.start_colour_error = float("nan")  # RGB units: the encoder's design's central colour to the picture's
@@ -164,8 +170,11 @@ class Search:
         return self.round >= len(ROUNDS)
 
     def candidates(self) -> np.ndarray:
-        """This round's latents (n, z_dim) float32: the best so far first."""
-        step = self.rng.standard_normal((LOCAL_PER_ROUND - 1, self.z_dim))
+        """This round's latents (n, z_dim) float32: the best so far first (the check: the encoder's alone)."""
+        if self.round < 0:
+            self._candidates = self.best[None].copy()
+            return self._candidates
+        step = self.rng.standard_normal((LOCAL_PER_ROUND - 1, self.z_dim)) * _STEP_SCALE[self.distribution]
         local = [_on_prior(self.best + ROUNDS[self.round] * s, self.distribution) for s in step]
         picks = list(self.picks) if self.round == 0 else []
         self._candidates = np.stack([self.best, *local, *picks]).astype(np.float32)
@@ -178,14 +187,14 @@ class Search:
             raise ValueError(f"expected {len(self._candidates)} finite 16 x 16 pictures, got {smalls.shape}")
         pixel, colour = _parts(smalls, self.target)
         distances = pixel + COLOUR_WEIGHT * colour
-        if self.round == 0:
+        if self.round < 0:
             self.start = self.best_distance = float(distances[0])
             self.start_colour_error = float(np.sqrt(colour[0]))
             self.searched = self.start_colour_error > COLOUR_MISS_RGB
-            if not self.searched:  # the encoder has the colour: keep its latent
-                self.made += len(smalls)
-                self.round = len(ROUNDS)
-                return
+            self.made += 1
+            # The encoder has the colour: keep its latent; else the rounds.
+            self.round = 0 if self.searched else len(ROUNDS)
+            return
         k = int(np.argmin(distances))
         self.best, self.best_distance = self._candidates[k], float(distances[k])
         self.made += len(smalls)

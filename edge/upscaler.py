@@ -79,8 +79,9 @@ def load_upscaler(bundle: Bundle, num_threads: int = 2, delegate: str = "cpu") -
 
 
 def enlarge(design: np.ndarray, factor: int, upscaler: Upscaler | None) -> np.ndarray:
-    """A design enlarged `factor` times: the learned 2x first when there is an upscaler and the factor is even."""
-    if upscaler is not None and factor % FACTOR == 0:
+    """A design enlarged `factor` times: the learned 2x first when there is an upscaler for its size and the factor
+    is even; the bilinear kernel otherwise."""
+    if upscaler is not None and factor % FACTOR == 0 and design.shape == upscaler.input.shape[1:]:
         big = upscaler.upscale2x(design)
         return big if factor == FACTOR else upscale(big, factor // FACTOR, mode="bilinear")
     return upscale(design, factor, mode="bilinear")

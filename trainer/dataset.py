@@ -42,6 +42,7 @@ class DataReport:
     converted: list[dict[str, str]] = field(default_factory=list)  # {"path", "from"}
     # Multi-worker runs: {"worker", "n_used", "n_skipped"} per worker (skipped/converted list the chief's shard).
     workers: list[dict[str, int]] = field(default_factory=list)
+    files_digest: str = ""  # SHA-256 of the full scan's (class, name, size) list: which photos, wherever they sit
 
     def save(self, path: Path) -> None:
         from trainer.run_folder import write_json_atomic
@@ -157,7 +158,7 @@ def load_training_data(
     labels: list[int] = []
     jobs = [(label, path) for label, name in enumerate(class_names) for path in found[name]]
     report.n_files = len(jobs)
-    digest = _files_digest(class_names, jobs)
+    digest = report.files_digest = _files_digest(class_names, jobs)
     wanted = np.ones(len(jobs), bool) if select is None else np.asarray(select(len(jobs)), bool)
     file_ids: list[int] = []
     for i, (label, path) in enumerate(tqdm(jobs, desc="reading images", unit="img", disable=not progress,

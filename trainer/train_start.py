@@ -32,8 +32,9 @@ def prepare_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig
 
 
 def _check_same_data(run_dir: Path, data: TrainingData) -> None:
-    """On --resume: the photos found must be the ones the run trained on (by class and count, from its
-    data_report.json), wherever they sit now."""
+    """On --resume: the photos found must be the ones the run trained on (its data_report.json's digest of the
+    full scan's class, name and size of every file; for an older report, the classes and the file count),
+    wherever they sit now."""
     import json
 
     path = run_dir / run_folder.DATA_REPORT
@@ -43,12 +44,16 @@ def _check_same_data(run_dir: Path, data: TrainingData) -> None:
         return  # an older run folder without a readable report: nothing to compare with
     if not isinstance(saved, dict):
         return
-    then = (saved.get("class_names"), saved.get("class_counts"), saved.get("n_files"))
-    now = (data.class_names, data.report.class_counts, data.report.n_files)
-    if then != now:
-        raise UserError(f"the photos in {data.report.data_dir} are not the ones this run trained on "
-                        f"({then[2]} files in {then[0]} then, {now[2]} in {now[0]} now): give --data the same "
-                        "folder, or start a new run")
+    if saved.get("files_digest"):  # the full scan's (class, name, size) list: the same on every worker
+        same = saved["files_digest"] == data.files_digest
+        then = f"{saved.get('n_files')} files in {saved.get('class_names')}"
+    else:  # an older report: by classes and the full scan's file count
+        same = (saved.get("class_names"), saved.get("n_files")) == (data.class_names, data.total_files())
+        then = f"{saved.get('n_files')} files in {saved.get('class_names')}"
+    if not same:
+        raise UserError(f"the photos in {data.report.data_dir} are not the ones this run trained on ({then} "
+                        f"then, {data.total_files()} in {data.class_names} now): give --data the same folder, "
+                        "or start a new run")
 
 
 def start_run(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainingData | None, progress: bool,
@@ -88,7 +93,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainingData 
             select = (lambda n: shard_mask(n, cfg.batch_size, cfg.seed, first_row, rows)) if multi else None
             data = load_training_data(cfg.data_dir, cfg.size_px, classes=cfg.class_names, crop=cfg.crop,
                                       progress=progress, select=select)
-        if resume and not multi:
+        if resume and topology.is_chief:  # the chief holds the run folder and its report
             _check_same_data(run_dir, data)
         if cfg.conditional:
             if len(data.class_names) < 2:

@@ -7,6 +7,7 @@ reason, and the route answers 503.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import threading
@@ -40,6 +41,7 @@ class InspireDesk:
         self._error: str | None = None
         self.busy = 0  # inspire requests decoding or encoding now (the route refuses above MAX_CONCURRENT)
         self._catalogues: dict[tuple[str, int | None], np.ndarray] = {}  # (model ID, class) -> 16 px pictures
+        self._catalogue_lock: asyncio.Lock | None = None  # one build at a time (made in the server's loop)
 
     def _load(self, bundle: Bundle) -> None:
         self._model_id, self._encoder, self._error = bundle.model_id, None, None
@@ -99,18 +101,24 @@ class InspireDesk:
         return search.result()
 
     async def _catalogue(self, bundle: Bundle, class_id: int | None) -> np.ndarray:
-        """The search's catalogue for this model and class: made on first use (one worker request), then kept."""
+        """The search's catalogue for this model and class: made on the first search (one worker request of
+        CATALOGUE_SIZE designs, about half a second on a 2-core CPU), then kept; one build at a time, so two
+        shoppers arriving together do not make it twice."""
         key = (bundle.model_id, class_id)
-        catalogue = self._catalogues.get(key)
-        if catalogue is None:
-            designs = [DesignId(bundle.model_id, class_id, encode_latent(z, bundle.z_distribution))
-                       for z in catalogue_latents(bundle.z_dim, bundle.z_distribution)]
-            catalogue = await self.service.score_designs(designs, lambda images: small_pictures(images).astype(
-                np.float32))
-            self._catalogues = {k: v for k, v in self._catalogues.items() if k[0] == bundle.model_id}  # swapped out
-            self._catalogues[key] = catalogue
-            log.info("event=inspire_catalogue model_id=%s class=%s designs=%d", bundle.model_id, class_id,
-                     len(designs))
+        if self._catalogue_lock is None:
+            self._catalogue_lock = asyncio.Lock()
+        async with self._catalogue_lock:
+            catalogue = self._catalogues.get(key)
+            if catalogue is None:
+                designs = [DesignId(bundle.model_id, class_id, encode_latent(z, bundle.z_distribution))
+                           for z in catalogue_latents(bundle.z_dim, bundle.z_distribution)]
+                catalogue = await self.service.score_designs(
+                    designs, lambda images: small_pictures(images).astype(np.float32))
+                serving = {bundle.model_id, self.service.bundle.model_id}  # a swapped-out model's are dropped
+                self._catalogues = {k: v for k, v in self._catalogues.items() if k[0] in serving}
+                self._catalogues[key] = catalogue
+                log.info("event=inspire_catalogue model_id=%s class=%s designs=%d", bundle.model_id, class_id,
+                         len(designs))
         return catalogue
 
 

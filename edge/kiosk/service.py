@@ -43,6 +43,8 @@ class _ModelSlot:
     worker: GenerationWorker
     resolver: LatentResolver
     ids: DesignIds
+    upscaler: Upscaler | None  # the bundle's learned 2x upscaler (edge.upscaler), loaded with its model
+    upscaler_error: str | None  # why a bundle's upscaler is unusable (None: usable, or it has none)
 
 
 @dataclass
@@ -83,8 +85,6 @@ class KioskService:
         self.metrics.camera_status = self._camera_counts
         self.started_t = time.monotonic()
         self.stopping = False
-        self._upscaler_lock = threading.Lock()
-        self._upscaler: tuple[str, Upscaler | None, str | None] | None = None  # (model ID, upscaler, why not)
 
     # Model -----------------------------------------------------------------------------------------------
 
@@ -94,8 +94,9 @@ class KioskService:
             queue_limit=self.config.queue_limit, metrics=self.metrics,
             max_rows=max(self.config.max_designs, MAX_WALK_FRAMES),
         )
+        upscaler, why = load_upscaler(bundle, num_threads=self.config.num_threads, delegate=self.config.delegate)
         return _ModelSlot(bundle, worker, LatentResolver(worker.sample_latents, bundle.z_distribution),
-                          DesignIds(bundle))
+                          DesignIds(bundle), upscaler, why)
 
     @property
     def bundle(self) -> Bundle:
@@ -212,17 +213,14 @@ class KioskService:
         return [p for p in pngs if p is not None]
 
     def upscaler(self) -> tuple[Upscaler | None, str | None]:
-        """The learned 2x upscaler of the model serving now (loaded on first use), or None and why not."""
-        bundle = self.bundle
-        with self._upscaler_lock:
-            if self._upscaler is None or self._upscaler[0] != bundle.model_id:
-                self._upscaler = (bundle.model_id, *load_upscaler(bundle, num_threads=self.config.num_threads,
-                                                                  delegate=self.config.delegate))
-            return self._upscaler[1], self._upscaler[2]
+        """The learned 2x upscaler of the model serving now (loaded with it), or None and why not."""
+        slot = self._slot
+        return slot.upscaler, slot.upscaler_error
 
     async def design_png(self, design: DesignId, scale: int) -> bytes:
         """One design as PNG, enlarged `scale` times: by the bundle's learned upscaler (edge.upscaler) for even
         scales when it has one, else by the C++ bilinear upscale kernel."""
+        slot = self._slot  # the upscaler of the model that made the design, even if a hot swap happens meanwhile
         (png,) = await self.render([design], "png")
         if scale == 1:
             return png
@@ -231,8 +229,9 @@ class KioskService:
                                 f"the most for this model is {MAX_SAVE_PX // self.bundle.size_px}")
 
         def enlarged() -> bytes:
-            upscaler, _ = self.upscaler()
-            return encode_png(enlarge(decode_png(png), scale, upscaler), compress=True)
+            picture = decode_png(png)
+            upscaler = slot.upscaler if slot.bundle.model_id == design.model_id else None
+            return encode_png(enlarge(picture, scale, upscaler), compress=True)
 
         return await asyncio.to_thread(enlarged)
 

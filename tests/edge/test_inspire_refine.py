@@ -85,7 +85,7 @@ def test_the_search_runs_when_the_encoder_misses_the_colour_and_is_deterministic
     # A picture the encoder's design misses in colour (pure green: the tiny model draws no such thing).
     target = _plain((0, 255, 0))
     result = refine(encoding, target, bundle.z_distribution, gen.generate, catalogue)
-    assert result.searched and result.candidates == LOCAL_PER_ROUND * len(ROUNDS) + CATALOGUE_PICKS
+    assert result.searched and result.candidates == 1 + LOCAL_PER_ROUND * len(ROUNDS) + CATALOGUE_PICKS
     assert result.distance < result.start_distance
     assert result.start_distance == pytest.approx(_distance(gen, encoding.z, target), rel=1e-6)
     assert result.distance == pytest.approx(_distance(gen, result.encoding.z, target), rel=1e-6)
@@ -98,7 +98,7 @@ def test_the_search_runs_when_the_encoder_misses_the_colour_and_is_deterministic
     other = refine(encoding, magenta, bundle.z_distribution, gen.generate, catalogue)
     assert not np.array_equal(other.encoding.z, result.encoding.z)  # another picture, another answer
     alone = refine(encoding, target, bundle.z_distribution, gen.generate)  # no catalogue: the local rounds only
-    assert alone.searched and alone.candidates == LOCAL_PER_ROUND * len(ROUNDS)
+    assert alone.searched and alone.candidates == 1 + LOCAL_PER_ROUND * len(ROUNDS)
     assert alone.distance <= alone.start_distance
     with pytest.raises(ValueError, match="catalogue"):
         Search(encoding, target, bundle.z_distribution, catalogue[:10])
@@ -110,15 +110,20 @@ def test_the_encoders_latent_is_kept_when_its_design_has_the_colour(tiny_inspire
     encoding = PhotoEncoder(bundle).encode(garment_bgr((200, 40, 40)))
     own = gen.generate(encoding.z[None])[0]  # the picture is the encoder's own design: nothing to search for
     result = refine(encoding, own, bundle.z_distribution, gen.generate, _catalogue(gen))
-    assert not result.searched and result.candidates == LOCAL_PER_ROUND + CATALOGUE_PICKS
+    assert not result.searched and result.candidates == 1  # the check alone: its own design
     assert result.encoding is encoding and result.distance == result.start_distance == 0.0
 
 
-def test_a_uniform_prior_stays_in_its_box() -> None:
-    z = np.full(16, 0.95, np.float32)
+def test_a_uniform_prior_stays_in_its_box_with_steps_in_its_std_devs() -> None:
+    z = np.zeros(4000, np.float32)
+    z[:8] = 0.95
     search = Search(Encoding(z, None, None), _plain((9, 9, 9)), "uniform")
+    assert np.array_equal(search.candidates(), z[None])  # the check: the encoder's own design alone
+    search.take(np.full((1, 16, 16, 3), 250.0))  # its design misses the picture's colour: the search runs
     candidates = search.candidates()
     assert candidates.min() >= -1.0 and candidates.max() <= 1.0 and np.array_equal(candidates[0], z)
+    steps = candidates[1:, 8:] - z[8:]  # away from the box's faces: nothing clipped
+    assert np.std(steps) == pytest.approx(ROUNDS[0] / np.sqrt(3.0), rel=0.05)  # 0.8 std devs of U(-1, 1)
 
 
 def test_on_the_default_model_the_search_brings_a_blue_shirt_nearer_in_colour() -> None:

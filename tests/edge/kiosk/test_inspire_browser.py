@@ -60,9 +60,14 @@ def test_designs_from_the_camera_take_the_garments_colour(page: Page, server: Ba
     assert page.get_attribute("#inspire-preview", "src") == "/camera.mjpg?view=live"  # the frame alone, large
     page.wait_for_function("() => document.querySelector('#inspire-preview').naturalWidth > 0")
     assert page.eval_on_selector("#inspire-preview", "i => [i.naturalWidth, i.naturalHeight]") == [640, 480]
-    guide = page.eval_on_selector(".inspire-guide", "g => g.getBoundingClientRect().toJSON()")
-    live = page.eval_on_selector("#inspire-preview", "i => i.getBoundingClientRect().toJSON()")
-    assert abs(guide["width"] - live["height"]) < 3 and abs(guide["x"] - (live["x"] + live["width"] / 8)) < 3
+    for width, height in ((1280, 800), (800, 480), (1080, 1920)):  # the guide marks the centre square it crops
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(200)
+        guide = page.eval_on_selector(".inspire-guide", "g => g.getBoundingClientRect().toJSON()")
+        live = page.eval_on_selector("#inspire-preview", "i => i.getBoundingClientRect().toJSON()")
+        assert abs(guide["height"] - live["height"]) < 3 and abs(guide["width"] - live["height"]) < 3, (width, live)
+        assert abs(guide["x"] - (live["x"] + live["width"] / 8)) < 3 and abs(guide["y"] - live["y"]) < 3, width
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.tap("#inspire-shoot")
     expect(page.locator("#inspire-count")).to_be_visible()  # the countdown
     expect(page.locator("#inspire-result")).to_be_visible(timeout=20000)

@@ -532,26 +532,25 @@ def test_a_dead_worker_makes_healthz_503_and_requests_503(kiosk_bundle: Path) ->
 
 
 def _keep_busy(worker: GenerationWorker) -> tuple[np.ndarray, Future, Callable[[], None]]:
-    """Submit 3000 designs whose post-processing waits for `release()`, and wait until the worker has taken them:
-    until the test releases it, the worker is busy and the next requests wait in the queue, however fast or loaded
-    the machine is."""
-    gate = threading.Event()
+    """Submit 3000 designs whose post-processing, in the worker's one thread, waits for `release()`; return once
+    it is waiting there. Until the test releases it, the worker is busy and the next requests wait in the queue,
+    however fast or loaded the machine is. Needs a one-thread worker (`lanes=1`): with lanes, the lanes that
+    finished their share would take the next requests."""
+    started, gate = threading.Event(), threading.Event()
 
     def held(images: np.ndarray) -> np.ndarray:
+        started.set()
         gate.wait(120)
         return images
 
     z = worker.sample_latents(3000, 0)
     busy = worker.submit(z, post=held)
-    deadline = time.monotonic() + 30
-    while worker.status()["busy_s"] is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    assert started.wait(60), "the worker never took the busy request"
     return z, busy, gate.set
 
 
 def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
-    worker = make_worker(load_bundle(kiosk_bundle), queue_limit=1)
+    worker = make_worker(load_bundle(kiosk_bundle), queue_limit=1, lanes=1)
     worker.start()
     try:
         z, busy, release = _keep_busy(worker)
@@ -566,7 +565,7 @@ def test_a_full_queue_is_refused_not_grown(kiosk_bundle: Path) -> None:
 
 
 def test_a_request_cancelled_while_queued_does_not_stop_the_worker(kiosk_bundle: Path) -> None:
-    worker = make_worker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle), lanes=1)
     worker.start()
     try:
         z, busy, release = _keep_busy(worker)
@@ -625,7 +624,7 @@ def test_post_processing_runs_in_the_worker_and_a_failure_fails_only_its_request
 
 
 def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle: Path) -> None:
-    worker = make_worker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle), lanes=1)
     worker.start()
     z, busy, release = _keep_busy(worker)
     waiting, gone = worker.submit(z[:1]), worker.submit(z[:2])
@@ -640,7 +639,7 @@ def test_stop_finishes_the_queued_requests_and_skips_cancelled_ones(kiosk_bundle
 
 
 def test_requests_left_in_the_queue_when_stop_gives_up_fail_clearly(kiosk_bundle: Path) -> None:
-    worker = make_worker(load_bundle(kiosk_bundle))
+    worker = make_worker(load_bundle(kiosk_bundle), lanes=1)
     worker.start()
     z, busy, release = _keep_busy(worker)
     queued = [worker.submit(z) for _ in range(3)]
