@@ -9,7 +9,7 @@ def _train_tiny(out: Path, data: Path, **overrides) -> Path:
     from trainer.config import preset
     from trainer.train import train
 
-    cfg = preset("tiny", size_px=32, epochs=2, data_dir=str(data), seed=3, **overrides)
+    cfg = preset("tiny", **{"size_px": 32, "epochs": 2, "data_dir": str(data), "seed": 3, **overrides})
     train(cfg, out, command=["pytest-fixture"], progress=False)
     return out
 

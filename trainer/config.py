@@ -41,6 +41,9 @@ class TrainConfig:
     instance_noise_max: float = 0.0  # reals get N(0, s) noise with s ~ U(0, max) per step
     spectral_norm: bool = True  # spectral normalisation in D (edge, tiny)
     conditional: bool = False  # class-conditional G (label embedding) and projection D
+    # AC-GAN's auxiliary classifier (conditional only): D also names the class of each image (trained on the photos),
+    # and G is pushed to draw designs D names as the class asked for; 0 = off. Small classes otherwise blur together.
+    aux_class_weight: float = 0.0
     # G's 2x upsampling (edge family): "nearest" leaves a regular grid pattern at 2..16 px periods (the Edge TPU's
     # RESIZE_NEAREST_NEIGHBOR); "bilinear" low-passes every upsampling (RESIZE_BILINEAR, also an Edge TPU op).
     upsample: str = "nearest"
@@ -99,6 +102,10 @@ class TrainConfig:
             raise UserError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.preset == "seed" and (self.upsample != "nearest" or self.skip_excitation):
             raise UserError("the seed preset is the paper's model: its upsampling is transposed convolutions")
+        if self.aux_class_weight < 0:
+            raise UserError(f"aux_class_weight must be 0 or more, got {self.aux_class_weight}")
+        if self.aux_class_weight > 0 and not self.conditional:
+            raise UserError("aux_class_weight needs a class-conditional model (--conditional)")
         if self.crop not in ("center", "pad"):
             raise UserError(f"--crop must be 'center' or 'pad', got {self.crop!r}")
         missing = [r for r in g_resolutions(self) if r not in self.g_channels]

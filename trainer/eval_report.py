@@ -94,6 +94,10 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"class accuracy (designs the classifier puts in the requested class): {_cell(acc['designs'])}"
                      f" ({per or 'no class the classifier knows'}); held-out photos {_cell(acc['heldout'])}")
+        ratio = acc.get("share_of_heldout_accuracy") or {}
+        if ratio:
+            lines.append("  per class, designs' share / held-out photos' accuracy (goal >= 0.6): "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
         if acc["unknown_classes"]:
             lines.append(f"  not measured (the classifier lacks them): {', '.join(acc['unknown_classes'])}")
     nov = result.get("novelty")

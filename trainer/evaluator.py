@@ -171,6 +171,17 @@ class Evaluator:
         keep = held_idx >= 0
         if keep.any():
             out["heldout"] = fd.class_share(self.heldout_probs[keep], held_idx[keep]).to_json()
+        # Per class: the classifier's accuracy on that class's held-out photos, and the designs' share against it
+        # (1.0 = the model's designs of the class are recognised as often as photos of it).
+        heldout_per_class, ratio = {}, {}
+        for name, idx in known.items():
+            sel = np.flatnonzero(held_idx == idx) if idx is not None else []
+            if len(sel):
+                heldout_per_class[name] = fd.class_share(self.heldout_probs[sel], held_idx[sel]).to_json()
+                if name in per_class and heldout_per_class[name]["value"] > 0:
+                    ratio[name] = round(per_class[name]["value"] / heldout_per_class[name]["value"], 4)
+        out["heldout_per_class"] = heldout_per_class
+        out["share_of_heldout_accuracy"] = ratio
         return out
 
     def _median(self, values: np.ndarray) -> dict[str, Any]:

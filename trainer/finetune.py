@@ -266,7 +266,8 @@ def finetune(from_run: str | Path, captures: str | Path, out_dir: str | Path,
     """Fine-tune `from_run` on `captures` into the new run folder `out_dir`, evaluate, export a bundle.
 
     Args:
-        from_run: a run folder made by `atelier train` (config.json, checkpoints/, generator.keras).
+        from_run: a run folder made by `atelier train` (config.json, checkpoints/, generator.keras), or a bundle
+            whose manifest names its float weights (`atelier export --float-weights`).
         captures: a capture store folder or its .tar export (or any folder `atelier train --data` reads).
         out_dir: the new run folder (must not exist or be empty).
         options: steps, mixing, FreezeD depth, export...
@@ -281,11 +282,12 @@ def finetune(from_run: str | Path, captures: str | Path, out_dir: str | Path,
     import tensorflow as tf
     from tqdm import tqdm
 
+    from trainer.float_weights import resolve_finetune_source
     from trainer.gan import GAN
     from trainer.networks import build_discriminator, build_generator
 
     options = options or FinetuneOptions()
-    from_run, out_dir = Path(from_run), Path(out_dir)
+    from_run, out_dir = resolve_finetune_source(from_run), Path(out_dir)
     if options.steps < 1:
         raise UserError(f"--steps must be at least 1, got {options.steps}")
     if not 0.0 < options.capture_share < 1.0:

@@ -1,6 +1,7 @@
 """The GAN as a Keras 3 model with an overridden `train_step` (fit() stays: callbacks, tf.function, metrics).
 
-One step = one D update and one G update with the non-saturating loss (or the hinge loss, `cfg.loss`).
+One step = one D update and one G update with the non-saturating loss (or the hinge loss, `cfg.loss`); with
+`cfg.aux_class_weight` both add AC-GAN's class cross-entropy (D on the photos, G on its designs).
 Every random draw (latents, instance
 noise, label smoothing, DiffAugment) comes from stateless ops seeded by (config seed, global step), so a step is a
 pure function of the weights and the step counter — which is what makes `--resume` exact.
@@ -68,6 +69,19 @@ class GAN(keras.Model):
     def _d_inputs(self, images, labels):
         return [images, labels] if self.cfg.conditional else images
 
+    def _d_call(self, images, labels):
+        """D's (logit, class logits or None)."""
+        out = self.discriminator(self._d_inputs(images, labels), training=True)
+        return (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
+
+    def _class_loss(self, class_logits, labels):
+        """Weighted mean class cross-entropy of this replica's rows (0 without the auxiliary classifier)."""
+        if class_logits is None:
+            return 0.0
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
+                                                            logits=tf.cast(class_logits, tf.float32))
+        return self.cfg.aux_class_weight * tf.reduce_mean(ce)
+
     def _augment(self, x, seed, rows=None):
         return diff_augment(x, self.cfg.diffaugment, seed, rows) if self.cfg.diffaugment else x
 
@@ -103,12 +117,13 @@ class GAN(keras.Model):
             if hi > lo else tf.fill([batch, 1], float(hi))
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
-            d_real = self.discriminator(self._d_inputs(self._augment(real_in, seed(5), rows), labels), training=True)
-            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(6), rows), labels), training=True)
+            d_real, class_real = self._d_call(self._augment(real_in, seed(5), rows), labels)
+            d_fake, _ = self._d_call(self._augment(fake, seed(6), rows), labels)
             if cfg.loss == "hinge":
                 d_loss = tf.reduce_mean(tf.nn.relu(1.0 - d_real)) + tf.reduce_mean(tf.nn.relu(1.0 + d_fake))
             else:
                 d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
+            d_loss = d_loss + self._class_loss(class_real, labels)
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         grads = tape.gradient(scaled, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
@@ -117,8 +132,9 @@ class GAN(keras.Model):
         z = per_row(sample_latents(cfg, total, seed(7)))
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
-            d_fake = self.discriminator(self._d_inputs(self._augment(fake, seed(8), rows), labels), training=True)
+            d_fake, class_fake = self._d_call(self._augment(fake, seed(8), rows), labels)
             g_loss = -tf.reduce_mean(d_fake) if cfg.loss == "hinge" else self.bce(tf.ones_like(d_fake), d_fake)
+            g_loss = g_loss + self._class_loss(class_fake, labels)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))

@@ -52,6 +52,13 @@ def summary(result: dict[str, Any], command: list[str] | None = None) -> dict[st
     if acc is not None:
         out["class_accuracy"] = {"designs": acc["designs"], "per_class": acc["per_class"],
                                  "heldout": acc["heldout"]}
+        for key in ("heldout_per_class", "share_of_heldout_accuracy"):
+            if key in acc:
+                out["class_accuracy"][key] = acc[key]
+    # What a person sees (trainer.realism): the 128 px rows, the two-sample test, spectrum and diversity.
+    for key in ("rows_128", "two_sample", "spectrum", "diversity"):
+        if result.get(key) is not None:
+            out[key] = result[key]
     nov = result.get("novelty")
     if nov is not None:
         out["novelty"] = {k: nov[k] for k in ("share_closer", "z_u", "p_value", "flagged_share",

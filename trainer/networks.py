@@ -6,7 +6,8 @@
   Edge TPU has no LeakyReLU and maps stride-2 TRANSPOSE_CONV badly, and Conv2D+BatchNorm folds at export.
   D = spectrally normalised 4x4 stride-2 convs with LeakyReLU (D never runs on the kiosk).
 - conditional: G gets a one-hot class vector concatenated to z (a learned label embedding inside the first dense
-  layer); D is a projection discriminator (Miyato & Koyama 2018): logit = psi(h) + <embed(y), h>.
+  layer); D is a projection discriminator (Miyato & Koyama 2018): logit = psi(h) + <embed(y), h>. With
+  `aux_class_weight` D has a second output, class logits from the same features (AC-GAN, Odena et al. 2017).
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def _skip_excitation(low: keras.KerasTensor, high: keras.KerasTensor, name: str)
 
 
 def build_discriminator(cfg: TrainConfig, name: str = "discriminator") -> keras.Model:
-    """The discriminator: inputs image (and class id when conditional), output one logit per image."""
+    """The discriminator: inputs image (and class id when conditional), output one logit per image.
+
+    With `cfg.aux_class_weight` > 0 the outputs are [logit, class logits (B, n_classes)].
+    """
     image = keras.Input((cfg.size_px, cfg.size_px, 3), name="image")
     inputs = [image]
     if cfg.preset == "seed":
@@ -122,6 +126,10 @@ def build_discriminator(cfg: TrainConfig, name: str = "discriminator") -> keras.
         embed = layers.Embedding(_n_classes(cfg), features.shape[-1], name="class_embed")(class_id)
         projection = layers.Dot(axes=1, name="projection")([embed, features])
         logit = layers.Add(name="logit_conditional")([logit, projection])
+        if cfg.aux_class_weight > 0:
+            # A plain dense head: a spectrally normalised one bounds the logits and cannot grow confident.
+            class_logits = layers.Dense(_n_classes(cfg), name="class_logits")(features)
+            return keras.Model(inputs, [logit, class_logits], name=name)
     return keras.Model(inputs, logit, name=name)
 
 

@@ -34,6 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-edgetpu-compiler", action="store_true", help="skip edgetpu_compiler even when it is on PATH"
     )
+    p.add_argument(
+        "--float-weights",
+        default=None,
+        metavar="DIR",
+        help="also write the run's float G, EMA G and D (no optimizer state) to DIR, named in the manifest, so "
+        "`atelier finetune --from BUNDLE_DIR` works without the run folder",
+    )
 
 
 def _command_line(args: argparse.Namespace) -> list[str]:
@@ -53,6 +60,8 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         command += ["--min-psnr", f"{args.min_psnr:g}"]
     if args.name is not None:
         command += ["--name", args.name]
+    if args.float_weights is not None:
+        command += ["--float-weights", args.float_weights]
     flags = [
         ("--force", args.force),
         ("--overwrite", args.overwrite),
@@ -77,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         edgetpu_compiler=not args.no_edgetpu_compiler,
     )
     result = export_bundle(args.run_dir, args.out, options)
+    if args.float_weights is not None:
+        from trainer.float_weights import attach_float_weights
+
+        attach_float_weights(args.run_dir, result.bundle_dir, args.float_weights, options.command)
     parity = result.parity
     status = "passed" if parity["passed"] else "FAILED (kept with --force)"
     logging.getLogger("atelier").info(

@@ -11,7 +11,8 @@ HELP = ("fine-tune a run on a capture store (or its .tar): frozen lower D blocks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="from_run", required=True, metavar="RUN_DIR", help="the trained run folder")
+    p.add_argument("--from", dest="from_run", required=True, metavar="RUN_DIR|BUNDLE",
+                   help="the trained run folder, or a bundle shipped with float weights (e.g. models/default)")
     p.add_argument("--captures", required=True, metavar="STORE|TAR",
                    help="a capture store folder or a .tar made by `atelier capture export`")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the new run folder to write")

@@ -121,6 +121,12 @@ def test_conditional_run_reports_class_accuracy(tiny_conditional_run: Path, garm
     assert 0.0 <= acc["designs"]["value"] <= 1.0
     assert 0.0 <= acc["heldout"]["value"] <= 1.0
     assert result["latents"]["classes"] == ["dress", "t-shirt", "trousers"]
+    # Per class: held-out accuracy of that class's photos, and the designs' share as a fraction of it.
+    held = acc["heldout_per_class"]
+    assert set(held) == {"dress", "t-shirt", "trousers"}
+    assert all(0.0 <= v["value"] <= 1.0 for v in held.values())
+    for name, ratio in acc["share_of_heldout_accuracy"].items():
+        assert ratio == pytest.approx(acc["per_class"][name]["value"] / held[name]["value"], abs=1e-4)
 
 
 def test_conditional_bundle_is_asked_for_each_class(tiny_conditional_bundle: Path, garment_dir: Path,
@@ -245,6 +251,8 @@ def test_record_writes_int8_and_float_numbers_into_the_manifest(tiny_run: Path, 
         assert recorded[key]["rows"]["designs"] == full["rows"]["designs"]
         assert recorded[key]["rows"]["heldout"] == full["rows"]["heldout"]
         assert recorded[key]["novelty"]["share_closer"] == full["novelty"]["share_closer"]
+        for what in ("two_sample", "spectrum", "diversity"):  # what a person sees is recorded too
+            assert recorded[key][what] == full[what]
         assert recorded[key]["latents"] == full["latents"] and full["latents"]["n"] == 24
         assert recorded[key]["command"][:2] == ["atelier", "evaluate"] and "--record" in recorded[key]["command"]
     assert recorded["int8"]["model"]["quantization"] == "int8"

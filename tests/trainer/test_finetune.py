@@ -165,6 +165,9 @@ def test_finetune_refuses_bad_inputs(tiny_run: Path, tmp_path: Path, caplog: pyt
         caplog.clear()
         assert atelier_main(["finetune", "--from", str(tiny_run), *extra, "--no-progress"]) == 2
         assert message in caplog.text
-    with pytest.raises(UserError, match=r"config\.json is missing"):
+    with pytest.raises(UserError, match=r"no-run: no such folder"):
         finetune(tmp_path / "no-run", store, tmp_path / "b", FinetuneOptions(progress=False))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"config\.json is missing"):
+        finetune(tmp_path / "empty", store, tmp_path / "b", FinetuneOptions(progress=False))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
