@@ -142,7 +142,12 @@ def test_the_grid_fills_the_screen_and_the_views_fit(
     area = page.eval_on_selector("#grid-area", "a => a.getBoundingClientRect().toJSON()")
     covered = sum(t["width"] * t["height"] for t in tiles) / (area["width"] * area["height"])
     assert covered > 0.55 or layout["tile"] == 4 * size_px, f"{where}: designs cover {covered:.0%}"
-    assert page.text_content("#grid-title") == "New t-shirt designs"  # what it designs
+    bundle = server.service.bundle
+    if bundle.conditional:  # what it designs: a chip per class, none chosen yet
+        assert page.text_content("#grid-title") == "New designs"
+        assert page.locator("#classes .chip").count() >= len(bundle.class_names)
+    else:
+        assert page.text_content("#grid-title") == "New t-shirt designs"
     assert page.evaluate("getComputedStyle(document.querySelector('#grid img')).imageRendering") == "auto"
     _check_on_screen(page, width, height, f"{where} grid")
     _check_contrast(page, f"{where} grid")
@@ -177,14 +182,17 @@ def test_the_grid_fills_the_screen_and_the_views_fit(
 def test_tab_moves_in_reading_order(browser: Browser, server: BackgroundServer) -> None:
     page, errors = _open(browser, server, 1280, 800)
     page.wait_for_function("() => window.atelier.inspire && window.atelier.inspire.available === true")
+    chips = page.locator("#classes .chip").count()  # a conditional model's class chips, on the row below
     seen = []
-    for _ in range(9):
+    for _ in range(9 + chips):
         page.keyboard.press("Tab")
         box = page.evaluate("(() => { const r = document.activeElement.getBoundingClientRect(); "
                             "return [document.activeElement.id || document.activeElement.className, r.x, r.y]; })()")
         seen.append(box)
     # The default bundle has an inspire encoder: its entry button comes first in the bar.
     assert [s[0] for s in seen[:3]] == ["inspire-entry", "btn-new", "btn-staff"]
+    assert [s[0] for s in seen[3:3 + chips]] == ["chip"] * chips  # then the chips, in reading order
+    assert seen[3:3 + chips] == sorted(seen[3:3 + chips], key=lambda s: (round(s[2]), s[1]))
     tiles = [s for s in seen if s[0] == "tile"]
     assert len(tiles) == 6 and tiles == sorted(tiles, key=lambda s: (round(s[2]), s[1]))  # rows, left to right
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
