@@ -104,6 +104,10 @@ def read_latest(folder: Path) -> Checkpoint | None:
 
 def restore(gan, ckpt: Checkpoint) -> None:
     """Load a checkpoint into a built GAN whose optimizers are built (see trainer.train)."""
+    for group in ("g_optimizer", "d_optimizer"):
+        if not ckpt.arrays[group] and _variables(gan, group):
+            raise ValueError(f"checkpoint {ckpt.path} holds no optimizer state (weights only, e.g. a bundle's "
+                             "float weights): it cannot be resumed; fine-tune from it with `atelier finetune --from`")
     for group in _GROUPS:
         assign_checked(_variables(gan, group), ckpt.arrays[group], group, ckpt.path)
     gan.global_step.assign(ckpt.step)

@@ -174,8 +174,9 @@ class Evaluator:
         # Per class: the classifier's accuracy on that class's held-out photos, and the designs' share against it
         # (1.0 = the model's designs of the class are recognised as often as photos of it).
         heldout_per_class, ratio = {}, {}
-        for name, idx in known.items():
-            sel = np.flatnonzero(held_idx == idx) if idx is not None else []
+        own = np.asarray(self.real.heldout_labels)
+        for i, (name, idx) in enumerate(known.items()):  # known follows self.real.class_names
+            sel = np.flatnonzero((own == i) & keep) if idx is not None else []
             if len(sel):
                 heldout_per_class[name] = fd.class_share(self.heldout_probs[sel], held_idx[sel]).to_json()
                 if name in per_class and heldout_per_class[name]["value"] > 0:

@@ -40,7 +40,7 @@ from edge.version import __version__
 from trainer import run_folder
 from trainer.edgetpu_lint import lint_model, run_edgetpu_compiler
 from trainer.export_graph import GraphReport, prepare_for_tflite
-from trainer.portable_paths import portable_training
+from trainer.portable_paths import portable_if_absolute, portable_training
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def _base_manifest(
         "export": {
             "exporter_version": EXPORTER_VERSION,
             "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": list(options.command),
+            "command": [portable_if_absolute(str(c)) for c in options.command],  # no machine paths
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "representative": {"n_latents": REPRESENTATIVE_N, "seed": REPRESENTATIVE_SEED}

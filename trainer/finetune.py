@@ -92,14 +92,26 @@ def _assign(model, values: list[np.ndarray], what: str, source: Path) -> None:
         raise UserError(str(exc)) from exc
 
 
-def widen_rows(old: np.ndarray, new_shape: tuple[int, ...], n_old_classes: int) -> np.ndarray:
-    """Grow a weight along axis 0 for new classes: old rows kept, each new row the mean of the last
-    `n_old_classes` rows (the class rows: the one-hot part of the G projection kernel, or D's embedding)."""
+def widen_rows(old: np.ndarray, new_shape: tuple[int, ...], n_old_classes: int, axis: int = 0) -> np.ndarray:
+    """Grow a weight along `axis` for new classes: old rows kept, each new row the mean of the last
+    `n_old_classes` rows (the class rows: the one-hot part of the G projection kernel, or D's embedding, along
+    axis 0; the auxiliary classifier's kernel along its last axis)."""
+    if axis != 0:
+        shape = list(new_shape)
+        shape.insert(0, shape.pop(axis))  # the class axis first
+        return np.moveaxis(widen_rows(np.moveaxis(old, axis, 0), tuple(shape), n_old_classes), 0, axis)
     extra = new_shape[0] - old.shape[0]
     if extra <= 0 or old.shape[1:] != tuple(new_shape[1:]) or n_old_classes < 1:
         raise ValueError(f"cannot widen {old.shape} to {new_shape}")
     mean = old[-n_old_classes:].mean(axis=0, keepdims=True)
     return np.concatenate([old, np.repeat(mean, extra, axis=0)]).astype(old.dtype)
+
+
+def _class_axis(old_shape: tuple[int, ...], new_shape: tuple[int, ...]) -> int:
+    """The axis a class weight grows along: the last one when only it differs (a classifier kernel), else 0."""
+    if len(old_shape) >= 2 and old_shape[:-1] == new_shape[:-1]:
+        return len(old_shape) - 1
+    return 0
 
 
 def transfer_weights(old_model, new_model, n_old_classes: int) -> list[str]:
@@ -113,7 +125,8 @@ def transfer_weights(old_model, new_model, n_old_classes: int) -> list[str]:
         for new_w, old_w in zip(layer.weights, old_layer.weights, strict=True):
             value = np.asarray(old_w.numpy())
             if tuple(new_w.shape) != value.shape:
-                value = widen_rows(value, tuple(new_w.shape), n_old_classes)
+                value = widen_rows(value, tuple(new_w.shape), n_old_classes,
+                                   _class_axis(value.shape, tuple(new_w.shape)))
                 widened.append(new_w.path)
             new_w.assign(value)
     return widened
@@ -336,8 +349,12 @@ def finetune(from_run: str | Path, captures: str | Path, out_dir: str | Path,
     discriminator = build_discriminator(cfg)
     ema = build_generator(cfg, name="ema_generator")
     n_old = max(1, len(old_classes))
-    widened = transfer_weights(old_g, generator, n_old) + transfer_weights(old_d, discriminator, n_old)
-    transfer_weights(old_ema, ema, n_old)
+    try:
+        widened = transfer_weights(old_g, generator, n_old) + transfer_weights(old_d, discriminator, n_old)
+        transfer_weights(old_ema, ema, n_old)
+    except ValueError as exc:  # a layer or weight the model's config does not explain
+        raise UserError(f"cannot start the fine-tune from {from_run}: its weights do not fit its config ({exc})") \
+            from exc
     if cfg.ema_decay is None:
         ema = None
     frozen = freeze_lower_blocks(discriminator, options.train_d_blocks) if from_ckpt else []

@@ -40,44 +40,61 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_float_weights(run_dir: str | Path, out_dir: str | Path, command: list[str] | None = None,
-                        max_bytes: int = MAX_BYTES) -> dict[str, Any]:
-    """Write the weights folder of `run_dir`'s newest checkpoint into `out_dir` (replaced if it holds weights).
-
-    Returns what `weights.json` says. Raises UserError for a run without a readable checkpoint, an `out_dir`
-    that is something else, or weights larger than `max_bytes`.
-    """
+def check_float_weights_target(run_dir: str | Path, out_dir: str | Path):
+    """Refuse, before anything is written: a run without a readable checkpoint, a checkpoint that is not the state
+    the run's generator was saved from, or an `out_dir` that holds something other than float weights.
+    Returns the checkpoint."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    config = run_folder.read_config(run_dir)
     ckpt = checkpoints.read_latest(run_dir / "checkpoints")
     if ckpt is None:
         raise UserError(f"{run_dir} has no readable checkpoint: the float weights come from the newest one")
     if not ckpt.arrays["generator"] or not ckpt.arrays["discriminator"]:
         raise UserError(f"{ckpt.path} holds no generator or discriminator weights")
+    summary = run_folder.read_summary(run_dir) if (run_dir / run_folder.SUMMARY).is_file() else {}
+    if summary.get("steps") not in (None, ckpt.step):
+        raise UserError(f"{run_dir}'s newest checkpoint is step {ckpt.step}, its generator step "
+                        f"{summary['steps']}: resume the run to its end before exporting float weights")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
                                                       and not (out_dir / WEIGHTS_INFO).is_file())):
         raise UserError(f"--float-weights {out_dir} exists and is not a weights folder; choose a new folder")
-    config = {**config, "data_dir": ""}
+    return ckpt
+
+
+def write_float_weights(run_dir: str | Path, out_dir: str | Path, command: list[str] | None = None,
+                        max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """Write the weights folder of `run_dir`'s newest checkpoint into `out_dir` (replaced if it holds weights).
+
+    Returns what `weights.json` says. Raises UserError as `check_float_weights_target`, or for weights larger than
+    `max_bytes` (an existing weights folder is then left as it was).
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    ckpt = check_float_weights_target(run_dir, out_dir)
+    config = {**run_folder.read_config(run_dir), "data_dir": ""}
     payload: dict[str, np.ndarray] = {"step": np.asarray(ckpt.step, dtype=np.int64)}
     for group in _GROUPS:
         for i, value in enumerate(ckpt.arrays[group]):
             payload[f"{group}/{i:05d}"] = value
     folder = out_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    for old in checkpoints.list_checkpoints(folder):
-        old.unlink()
     final = folder / f"ckpt-{ckpt.step:09d}.npz"
     tmp = folder / f".{final.name}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **payload)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the float weights to {folder}: {exc}") from exc
     size = tmp.stat().st_size
     if size > max_bytes:
         tmp.unlink()
         raise UserError(f"the float weights take {size / 1e6:.1f} MB, more than the {max_bytes / 1e6:.0f} MB a "
                         "bundle may carry beside it")
     os.replace(tmp, final)
+    for old in checkpoints.list_checkpoints(folder):  # only once the new one is in place
+        if old != final:
+            old.unlink()
     run_folder.write_json_atomic(out_dir / run_folder.CONFIG, config)
     counts = {g: int(sum(a.size for a in ckpt.arrays[g])) for g in _GROUPS}
     info = {
@@ -126,14 +143,23 @@ def resolve_finetune_source(path: str | Path) -> Path:
         return path
     try:
         manifest = json.loads(manifest_path.read_text())
-        relative = (manifest.get("training") or {}).get("float_weights")
+        training = manifest.get("training") or {}
+        relative, expected = training.get("float_weights"), training.get("float_weights_sha256")
     except (OSError, ValueError, AttributeError) as exc:
         raise UserError(f"{manifest_path} is damaged ({exc})") from None
     if not relative:
         raise UserError(f"{path} is a model bundle without float weights, which fine-tuning needs: pass the run "
                         "folder it was exported from, or export it again with --float-weights")
+    if not isinstance(relative, str) or not isinstance(expected, str):
+        raise UserError(f"{manifest_path} is damaged (training.float_weights must name a folder and its sha256)")
     folder = (path / relative).resolve()
-    verify_float_weights(folder)
+    if not folder.is_dir():
+        raise UserError(f"the float weights folder {relative!r} that {manifest_path} names is not at {folder}: "
+                        "copy it beside the bundle")
+    info = verify_float_weights(folder)
+    if info["checkpoint"]["sha256"] != expected:
+        raise UserError(f"the float weights in {folder} are not the ones {path} was exported with (another run's?); "
+                        "export the bundle again with --float-weights")
     log.info("fine-tuning bundle %s from its float weights in %s", path, folder)
     return folder
 
@@ -143,13 +169,14 @@ def attach_float_weights(run_dir: str | Path, bundle_dir: str | Path, out_dir: s
     """Write the float weights of `run_dir` to `out_dir` and name them (relative path, step, sha256) in the
     manifest of `bundle_dir`, which must have been exported from that run."""
     from edge.bundle import BundleError, load_bundle, write_manifest
+    from trainer.portable_paths import portable_if_absolute
 
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     try:
         bundle = load_bundle(bundle_dir)
     except BundleError as exc:
         raise UserError(f"--float-weights: {exc}") from exc
-    info = write_float_weights(run_dir, out_dir, command)
+    info = write_float_weights(run_dir, out_dir, [portable_if_absolute(str(c)) for c in command or []])
     manifest = dict(bundle.manifest)
     training = dict(manifest.get("training") or {})
     training["float_weights"] = os.path.relpath(out_dir.resolve(), bundle_dir.resolve())

@@ -119,7 +119,8 @@ class GAN(keras.Model):
             fake = self.generator(self._g_inputs(z, labels), training=True)
             d_real, class_real = self._d_call(self._augment(real_in, seed(5), rows), labels)
             d_fake, _ = self._d_call(self._augment(fake, seed(6), rows), labels)
-            if cfg.loss == "hinge":
+            if cfg.loss == "hinge":  # in float32 under mixed precision, as the Keras BCE is
+                d_real, d_fake = tf.cast(d_real, tf.float32), tf.cast(d_fake, tf.float32)
                 d_loss = tf.reduce_mean(tf.nn.relu(1.0 - d_real)) + tf.reduce_mean(tf.nn.relu(1.0 + d_fake))
             else:
                 d_loss = self.bce(real_targets, d_real) + self.bce(tf.zeros_like(d_fake), d_fake)
@@ -133,7 +134,8 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             fake = self.generator(self._g_inputs(z, labels), training=True)
             d_fake, class_fake = self._d_call(self._augment(fake, seed(8), rows), labels)
-            g_loss = -tf.reduce_mean(d_fake) if cfg.loss == "hinge" else self.bce(tf.ones_like(d_fake), d_fake)
+            g_loss = -tf.reduce_mean(tf.cast(d_fake, tf.float32)) if cfg.loss == "hinge" else \
+                self.bce(tf.ones_like(d_fake), d_fake)
             g_loss = g_loss + self._class_loss(class_fake, labels)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_weights)

@@ -128,7 +128,7 @@ def build_discriminator(cfg: TrainConfig, name: str = "discriminator") -> keras.
         logit = layers.Add(name="logit_conditional")([logit, projection])
         if cfg.aux_class_weight > 0:
             # A plain dense head: a spectrally normalised one bounds the logits and cannot grow confident.
-            class_logits = layers.Dense(_n_classes(cfg), name="class_logits")(features)
+            class_logits = layers.Dense(_n_classes(cfg), dtype="float32", name="class_logits")(features)
             return keras.Model(inputs, [logit, class_logits], name=name)
     return keras.Model(inputs, logit, name=name)
 

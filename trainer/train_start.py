@@ -21,6 +21,9 @@ def prepare_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig
     if resume:
         if not config_path.is_file():
             raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
+        if (run_dir / "weights.json").is_file():  # trainer.float_weights: no optimizer state, no history
+            raise UserError(f"--resume: {run_dir} holds a bundle's float weights, not a run; fine-tune them with "
+                            f"`atelier finetune --from {run_dir}`, or train a new run")
         saved = TrainConfig.from_json(run_folder.read_config(run_dir))
         saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs else saved.epochs
         if cfg.data_dir:  # --data on --resume: the same photos in another place (a run carried to another machine)

@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         command=_command_line(args),
         edgetpu_compiler=not args.no_edgetpu_compiler,
     )
+    if args.float_weights is not None:  # refused before the bundle is written
+        from trainer.float_weights import check_float_weights_target
+
+        check_float_weights_target(args.run_dir, args.float_weights)
     result = export_bundle(args.run_dir, args.out, options)
     if args.float_weights is not None:
         from trainer.float_weights import attach_float_weights

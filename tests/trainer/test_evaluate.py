@@ -125,7 +125,9 @@ def test_conditional_run_reports_class_accuracy(tiny_conditional_run: Path, garm
     held = acc["heldout_per_class"]
     assert set(held) == {"dress", "t-shirt", "trousers"}
     assert all(0.0 <= v["value"] <= 1.0 for v in held.values())
-    for name, ratio in acc["share_of_heldout_accuracy"].items():
+    ratios = acc["share_of_heldout_accuracy"]
+    assert set(ratios) == {n for n in acc["per_class"] if held[n]["value"] > 0} and ratios
+    for name, ratio in ratios.items():
         assert ratio == pytest.approx(acc["per_class"][name]["value"] / held[name]["value"], abs=1e-4)
 
 

@@ -194,9 +194,14 @@ def test_export_command_line(tiny_run: Path, tmp_path: Path) -> None:
     assert atelier(argv) == 0
     bundle = load_bundle(out)
     assert bundle.name == "shop" and bundle.batches == (1,)
-    assert bundle.manifest["export"]["command"] == [
+    command = bundle.manifest["export"]["command"]
+    assert not any(Path(c).is_absolute() for c in command)  # no machine paths: tmp folders are outside the repo
+    assert command[2].startswith(".../") and "/tiny (content sha256 " in command[2]
+    assert command[:2] + command[3:] == [
         "atelier",
-        *argv[:4],
+        "export",
+        "--out",
+        ".../" + "/".join(out.parts[-2:]),
         "--format",
         "int8",
         "--batch",

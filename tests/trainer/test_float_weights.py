@@ -93,9 +93,26 @@ def test_finetune_from_a_bundle_refuses_damaged_or_missing_weights(bundle_with_w
     refused("holds no float weights")
     (weights / WEIGHTS_INFO).write_text(info)
     manifest = json.loads((bundle / "manifest.json").read_text())
+    good = json.dumps(manifest)
+    manifest["training"]["float_weights_sha256"] = "0" * 64  # weights of another export in the folder
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    refused("are not the ones")
+    manifest["training"]["float_weights"] = 7
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    refused("training.float_weights must name a folder")
+    (bundle / "manifest.json").write_text(good)
+    shutil.move(weights, root / "elsewhere")  # the bundle copied without its sibling folder
+    refused("that " + str(bundle / "manifest.json") + " names is not at")
     del manifest["training"]["float_weights"]
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     refused("a model bundle without float weights")
+
+
+def test_resuming_a_float_weights_folder_says_to_fine_tune_it(bundle_with_weights: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    weights = bundle_with_weights.parent / "shop-float"
+    assert atelier_main(["train", "--resume", "--out", str(weights), "--no-progress"]) == 2
+    assert "holds a bundle's float weights, not a run" in caplog.text and "Traceback" not in caplog.text
 
 
 def test_export_refuses_a_float_weights_folder_that_holds_something_else(tiny_conditional_run: Path,
@@ -108,6 +125,7 @@ def test_export_refuses_a_float_weights_folder_that_holds_something_else(tiny_co
                          "--float-weights", str(busy)]) == 2
     assert "is not a weights folder" in caplog.text
     assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    assert not (tmp_path / "b").exists()  # refused before the bundle was written
 
 
 def test_the_auxiliary_classifier_needs_a_conditional_model_and_gives_d_class_logits() -> None:
@@ -145,3 +163,23 @@ def test_training_with_the_auxiliary_classifier_teaches_d_the_classes(garment_di
     _, class_logits = d([images, data.labels])
     accuracy = float(np.mean(np.argmax(np.asarray(class_logits), axis=1) == data.labels))
     assert accuracy > 0.55, accuracy  # chance is 1/3 (0.69 measured)
+
+
+def test_a_new_class_widens_the_auxiliary_classifier_by_its_class_columns() -> None:
+    """Fine-tuning a new class into a model with the auxiliary classifier: its kernel (features, classes) grows a
+    column and its bias an entry, each the mean of the old classes'; every other weight is copied."""
+    from trainer.finetune import transfer_weights
+    from trainer.networks import build_discriminator
+
+    old = build_discriminator(preset("tiny", conditional=True, class_names=["a", "b"], aux_class_weight=0.5))
+    new = build_discriminator(preset("tiny", conditional=True, class_names=["a", "b", "c"], aux_class_weight=0.5))
+    head = old.get_layer("class_logits")
+    head.kernel.assign(np.random.default_rng(0).normal(size=head.kernel.shape).astype(np.float32))
+    head.bias.assign(np.array([1.0, 3.0], np.float32))
+    widened = transfer_weights(old, new, n_old_classes=2)
+    assert any("class_logits" in w for w in widened) and any("class_embed" in w for w in widened)
+    kernel, bias = (np.asarray(w.numpy()) for w in new.get_layer("class_logits").weights)
+    old_kernel = np.asarray(head.kernel.numpy())
+    np.testing.assert_array_equal(kernel[:, :2], old_kernel)
+    np.testing.assert_allclose(kernel[:, 2], old_kernel.mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(bias, [1.0, 3.0, 2.0])
