@@ -210,7 +210,8 @@ def generate_to(
             n x H x W x 3, with the "z" latents, "class_ids", "seed" and "model_id").
         seed: seeds the latents; the same seed and bundle give the same designs.
         class_name: the class to draw (conditional bundles); None goes round the classes.
-        as_grid: write one grid picture instead of one PNG per design.
+        as_grid: write one grid picture instead of one PNG per design (a conditional bundle without `class_name`
+            and n a multiple of its classes: one column per class, in the bundle's class order).
         batch: which model to run; default the largest batch size that is not more than n.
         num_threads: interpreter CPU threads.
         overwrite: replace existing output files instead of refusing.
@@ -271,7 +272,10 @@ def generate_to(
     else:
         out.mkdir(parents=True, exist_ok=True)
     if as_grid:
-        _write_png(out, grid(images))
+        # Going round the classes of a conditional model: one class per column when the count allows it.
+        k = len(bundle.class_names or [])
+        by_class = class_name is None and k > 1 and n % k == 0
+        _write_png(out, grid(images, cols=k if by_class else None))
     elif suffix == ".npz":
         tmp = out.with_name(f".{out.stem}.tmp.npz")
         np.savez_compressed(

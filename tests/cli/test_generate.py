@@ -167,6 +167,14 @@ def test_generate_command_conditional_class(tiny_conditional_bundle: Path, tmp_p
         ids = np.arange(8) % 3
         np.testing.assert_array_equal(data["class_ids"], ids)
         np.testing.assert_array_equal(data["images"], gen.generate(z, ids))
+    # A grid going round the classes has one column per class when the count allows (6 designs, 3 classes).
+    picture_path = tmp_path / "classes.png"
+    assert atelier(["generate", str(tiny_conditional_bundle), "--n", "6", "--out", str(picture_path), "--grid",
+                    "--seed", "2"]) == 0
+    picture = read_png(picture_path)
+    assert picture.shape == (2 + 2 * 34, 2 + 3 * 34, 3)
+    six = gen.generate(gen.sample_latents(6, seed=2), np.arange(6) % 3)
+    np.testing.assert_array_equal(picture[36:68, 2:34], six[3])  # row 2, column 1: the first class again
 
 
 @pytest.mark.parametrize(
