@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+REFERENCE_DEFAULT = "default-2026-11-25-designs.npz"  # set (d): the t-shirt default the realism issue was filed about
+
+
 def _check_instrument(args: argparse.Namespace) -> int:
     import json
     import sys
@@ -88,7 +91,8 @@ def _check_instrument(args: argparse.Namespace) -> int:
     if args.model is not None or args.designs is not None or args.record is not None:
         raise UserError("--check-instrument scores its own five sets; give only --data (and --out for the JSON)")
     models = Path(__file__).resolve().parents[2] / "models"
-    check = run_check(args.data, models / "default", models / "reference" / "seed-30min-designs.npz",
+    reference = models / "reference"
+    check = run_check(args.data, reference / REFERENCE_DEFAULT, reference / "seed-30min-designs.npz",
                       features_dir=args.features, features_128_dir=args.features_128, seed=args.seed)
     sys.stdout.write(format_check(check) + "\n")
     if args.out:

@@ -33,7 +33,7 @@ def test_no_committed_file_under_models_holds_a_machine_path() -> None:
 
 def test_the_default_manifest_names_its_run_and_data_portably() -> None:
     training = json.loads((REPO_ROOT / "models" / "default" / "manifest.json").read_text())["training"]
-    assert training["run_dir"] == "runs/default-tshirt"
+    assert training["run_dir"] == "runs/default-all"
     assert re.fullmatch(r"\.\.\./clothing-small/train \(content sha256 [0-9a-f]{16}\)", training["config"]["data_dir"])
     assert training["summary"]["data"]["dir"] == training["config"]["data_dir"]
 
