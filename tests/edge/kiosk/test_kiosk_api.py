@@ -588,14 +588,18 @@ def test_lanes_make_the_same_pictures_as_one_interpreter_on_the_default_model() 
     bundle = load_bundle(Path(__file__).resolve().parents[3] / "models" / "default")
     reference = DesignGenerator(bundle, batch=1, num_threads=2)
     z = reference.sample_latents(11, 123)
-    expected = np.concatenate([reference.generate(z[i : i + 1]) for i in range(len(z))])
+    # A conditional default: each row its own class, named explicitly (the kiosk always names them).
+    classes = list(np.arange(len(z)) % len(bundle.class_names)) if bundle.conditional else None
+    expected = np.concatenate([reference.generate(z[i : i + 1], None if classes is None else classes[i : i + 1])
+                               for i in range(len(z))])
     for lanes in (2, 3):
         worker = make_worker(bundle, num_threads=2, lanes=lanes)
         worker.start()
         try:
             assert len(worker._lanes) == lanes
-            assert np.array_equal(worker.submit(z).result(timeout=120), expected)
-            assert np.array_equal(worker.submit(z[:1]).result(timeout=120), expected[:1])  # a lone design
+            assert np.array_equal(worker.submit(z, classes).result(timeout=120), expected)
+            lone = worker.submit(z[:1], None if classes is None else classes[:1]).result(timeout=120)
+            assert np.array_equal(lone, expected[:1])  # a lone design
         finally:
             worker.stop()
 
