@@ -26,7 +26,6 @@ smoothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.bundle import file_sha256
 from edge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -141,14 +141,6 @@ def _augment_fn(seed: int, size: int = FEATURE_SIZE_PX, downscale_share: float =
     return augment
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _split_dirs(data_dir: Path) -> tuple[Path, Path]:
     train, validation = data_dir / "train", data_dir / "validation"
     if not (train.is_dir() and validation.is_dir()):
@@ -221,7 +213,7 @@ def train_feature_net(data_dir: str | Path, out_dir: str | Path, cfg: FeatureTra
         "what": "garment classifier whose 256-d pooled penultimate layer is Atelier's feature space "
                 "(FCD, KID, precision/recall, novelty)",
         "file": MODEL_FILE,
-        "sha256": _file_sha256(model_path),
+        "sha256": file_sha256(model_path),
         "bytes": model_path.stat().st_size,
         "params": int(model.count_params()),
         "input": f"uint8 RGB, any square size, resized inside the model to {cfg.size_px} px "
@@ -336,7 +328,7 @@ def load_feature_net(path: str | Path | None = None) -> GarmentFeatures:
         raise UserError(f"{card_path} is not valid JSON, the file is damaged ({exc}): {hint}") from None
     if not isinstance(card, dict) or not isinstance(card.get("class_names"), list):
         raise UserError(f"{card_path} has no class_names list: {hint}")
-    if card.get("sha256") and _file_sha256(model_path) != card["sha256"]:
+    if card.get("sha256") and file_sha256(model_path) != card["sha256"]:
         raise UserError(f"{model_path} does not match the sha256 in {card_path}: the file is damaged; {hint}")
     try:
         model = keras.saving.load_model(model_path, compile=False)

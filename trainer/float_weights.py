@@ -13,7 +13,6 @@ The bundle's manifest names the folder (`training.float_weights`, relative to th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.bundle import file_sha256
 from edge.errors import UserError
 from trainer import checkpoints, run_folder
 
@@ -32,20 +32,12 @@ _GROUPS = ("generator", "discriminator", "ema_generator")
 MAX_BYTES = 25 * 10**6  # what a repository can carry beside the bundle
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_float_weights_target(run_dir: str | Path, out_dir: str | Path):
+def check_float_weights_target(run_dir: str | Path, out_dir: str | Path, ckpt: checkpoints.Checkpoint | None = None):
     """Refuse, before anything is written: a run without a readable checkpoint, a checkpoint that is not the state
     the run's generator was saved from, or an `out_dir` that holds something other than float weights.
-    Returns the checkpoint."""
+    Returns the checkpoint (`ckpt`, when one read earlier is given, else the run's newest)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    ckpt = checkpoints.read_latest(run_dir / "checkpoints")
+    ckpt = ckpt or checkpoints.read_latest(run_dir / "checkpoints")
     if ckpt is None:
         raise UserError(f"{run_dir} has no readable checkpoint: the float weights come from the newest one")
     if not ckpt.arrays["generator"] or not ckpt.arrays["discriminator"]:
@@ -61,14 +53,14 @@ def check_float_weights_target(run_dir: str | Path, out_dir: str | Path):
 
 
 def write_float_weights(run_dir: str | Path, out_dir: str | Path, command: list[str] | None = None,
-                        max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+                        max_bytes: int = MAX_BYTES, ckpt: checkpoints.Checkpoint | None = None) -> dict[str, Any]:
     """Write the weights folder of `run_dir`'s newest checkpoint into `out_dir` (replaced if it holds weights).
 
     Returns what `weights.json` says. Raises UserError as `check_float_weights_target`, or for weights larger than
     `max_bytes` (an existing weights folder is then left as it was).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    ckpt = check_float_weights_target(run_dir, out_dir)
+    ckpt = check_float_weights_target(run_dir, out_dir, ckpt)
     config = {**run_folder.read_config(run_dir), "data_dir": ""}
     payload: dict[str, np.ndarray] = {"step": np.asarray(ckpt.step, dtype=np.int64)}
     for group in _GROUPS:
@@ -102,7 +94,7 @@ def write_float_weights(run_dir: str | Path, out_dir: str | Path, command: list[
         "source_run": run_dir.name,
         "step": ckpt.step,
         "parameters": counts,
-        "checkpoint": {"file": f"checkpoints/{final.name}", "bytes": size, "sha256": _sha256(final)},
+        "checkpoint": {"file": f"checkpoints/{final.name}", "bytes": size, "sha256": file_sha256(final)},
         "command": command or [],
     }
     run_folder.write_json_atomic(out_dir / WEIGHTS_INFO, info)
@@ -124,7 +116,7 @@ def verify_float_weights(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{info_path} is damaged ({exc}); export the float weights again") from None
     if not ckpt.is_file():
         raise UserError(f"{ckpt} is missing: the float weights are incomplete")
-    if _sha256(ckpt) != expected:
+    if file_sha256(ckpt) != expected:
         raise UserError(f"{ckpt} is damaged (its sha256 differs from {WEIGHTS_INFO}); export the float weights "
                         "again")
     return info
@@ -165,10 +157,13 @@ def resolve_finetune_source(path: str | Path) -> Path:
 
 
 def attach_float_weights(run_dir: str | Path, bundle_dir: str | Path, out_dir: str | Path,
-                         command: list[str] | None = None) -> dict[str, Any]:
+                         command: list[str] | None = None,
+                         ckpt: checkpoints.Checkpoint | None = None) -> dict[str, Any]:
     """Write the float weights of `run_dir` to `out_dir` and name them (relative path, step, sha256) in the
-    manifest of `bundle_dir`, which must have been exported from that run."""
-    from edge.bundle import BundleError, load_bundle, write_manifest
+    manifest of `bundle_dir`, which must have been exported from that run. `ckpt`: the run's newest checkpoint
+    when `check_float_weights_target` has read it already."""
+    from edge.bundle import BundleError, load_bundle
+    from trainer.manifest_records import rewrite_manifest
     from trainer.portable_paths import portable_if_absolute
 
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
@@ -176,15 +171,11 @@ def attach_float_weights(run_dir: str | Path, bundle_dir: str | Path, out_dir: s
         bundle = load_bundle(bundle_dir)
     except BundleError as exc:
         raise UserError(f"--float-weights: {exc}") from exc
-    info = write_float_weights(run_dir, out_dir, [portable_if_absolute(str(c)) for c in command or []])
+    info = write_float_weights(run_dir, out_dir, [portable_if_absolute(str(c)) for c in command or []], ckpt=ckpt)
     manifest = dict(bundle.manifest)
     training = dict(manifest.get("training") or {})
     training["float_weights"] = os.path.relpath(out_dir.resolve(), bundle_dir.resolve())
     training["float_weights_sha256"] = info["checkpoint"]["sha256"]
     manifest["training"] = training
-    manifest.pop("files", None)
-    try:
-        write_manifest(bundle_dir, manifest)
-    except (BundleError, OSError) as exc:
-        raise UserError(f"--float-weights: could not rewrite {bundle_dir / 'manifest.json'}: {exc}") from exc
+    rewrite_manifest(bundle_dir, manifest, "--float-weights")
     return info

@@ -89,7 +89,6 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
     Raises:
         UserError: the bundle does not verify, or the evaluated model is neither the bundle nor its run.
     """
-    from edge.bundle import BundleError, write_manifest
     from trainer import run_folder
 
     bundle_dir = Path(bundle_dir)
@@ -122,11 +121,19 @@ def record(bundle_dir: str | Path, result: dict[str, Any], command: list[str] | 
     evaluation = dict(evaluation) if isinstance(evaluation, dict) else {}
     evaluation[key] = summary(result, command)
     manifest["evaluation"] = evaluation
-    manifest.pop("files", None)
-    try:
-        write_manifest(bundle_dir, manifest)
-    except (BundleError, OSError) as exc:
-        raise UserError(f"--record: could not rewrite {bundle_dir / 'manifest.json'}: {exc}") from exc
+    rewrite_manifest(bundle_dir, manifest, "--record")
     new = check_target(bundle_dir)  # what the kiosk will read: verified, and its new model ID
     log.info("recorded the %s evaluation in %s (model ID %s -> %s)", key, bundle_dir, bundle.model_id, new.model_id)
     return key, new.model_id
+
+
+def rewrite_manifest(bundle_dir: Path, manifest: dict[str, Any], option: str) -> None:
+    """Write a verified bundle's changed manifest in place: the model files are hashed again (`files` is rebuilt by
+    `write_manifest`), so the bundle's model ID changes. A failure is a UserError naming `option`."""
+    from edge.bundle import BundleError, write_manifest
+
+    manifest = {k: v for k, v in manifest.items() if k != "files"}
+    try:
+        write_manifest(bundle_dir, manifest)
+    except (BundleError, OSError) as exc:
+        raise UserError(f"{option}: could not rewrite {bundle_dir / 'manifest.json'}: {exc}") from exc

@@ -10,6 +10,7 @@ from edge.errors import UserError
 from trainer import checkpoints, distribute, run_folder
 from trainer.config import TrainConfig
 from trainer.dataset import TrainingData, column_steps, load_training_data, shard_mask
+from trainer.float_weights import WEIGHTS_INFO
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def prepare_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig
     if resume:
         if not config_path.is_file():
             raise UserError(f"--resume: {run_dir} has no {run_folder.CONFIG}; start a new run without --resume")
-        if (run_dir / "weights.json").is_file():  # trainer.float_weights: no optimizer state, no history
+        if (run_dir / WEIGHTS_INFO).is_file():  # trainer.float_weights: no optimizer state, no history
             raise UserError(f"--resume: {run_dir} holds a bundle's float weights, not a run; fine-tune them with "
                             f"`atelier finetune --from {run_dir}`, or train a new run")
         saved = TrainConfig.from_json(run_folder.read_config(run_dir))

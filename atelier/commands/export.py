@@ -88,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if args.float_weights is not None:  # refused before the bundle is written
         from trainer.float_weights import check_float_weights_target
 
-        check_float_weights_target(args.run_dir, args.float_weights)
+        checked = check_float_weights_target(args.run_dir, args.float_weights)
     result = export_bundle(args.run_dir, args.out, options)
     if args.float_weights is not None:
         from trainer.float_weights import attach_float_weights
 
-        attach_float_weights(args.run_dir, result.bundle_dir, args.float_weights, options.command)
+        attach_float_weights(args.run_dir, result.bundle_dir, args.float_weights, options.command, ckpt=checked)
     parity = result.parity
     status = "passed" if parity["passed"] else "FAILED (kept with --force)"
     logging.getLogger("atelier").info(

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from atelier.cli import main
+from edge.bundle import file_sha256
 from edge.procedural_garments import render_garment, write_dataset
-from trainer.features import CARD_FILE, MODEL_FILE, _file_sha256, feature_dir, load_feature_net
+from trainer.features import CARD_FILE, MODEL_FILE, feature_dir, load_feature_net
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def test_shipped_network_is_small_and_documented():
     folder = feature_dir()
     card = json.loads((folder / CARD_FILE).read_text())
     assert (folder / MODEL_FILE).stat().st_size < 5 * 1024 * 1024
-    assert card["sha256"] == _file_sha256(folder / MODEL_FILE)
+    assert card["sha256"] == file_sha256(folder / MODEL_FILE)
     assert card["command"][:3] == ["atelier", "features", "train"]
     assert card["data"]["n_validation"] > 0
     assert 0.5 < card["val_accuracy"] <= 1.0  # a trained network, not a placeholder (10 classes: chance is 0.1)
